@@ -1,0 +1,209 @@
+//! The one line nctls writes to the backend before any client byte: ConfD's
+//! NETCONF TCP session header, which tells ConfD who the user is.
+//!
+//! `[USER;SOURCE;PROTO;UID;GID;SUBGIDS;HOMEDIR;GROUPS;]\n`, SOURCE being the
+//! client's `IP/port`. ConfD trusts this line blindly, so a value that could
+//! break its shape (a `;`, a bracket, a control character) is refused here,
+//! never written.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+/// Which header the backend expects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderKind {
+    /// ConfD's `[USER;SOURCE;...;]` line (the GnuTLS demo's).
+    Confd,
+    /// No header: a plain byte relay.
+    None,
+}
+
+impl HeaderKind {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "confd" => Some(HeaderKind::Confd),
+            "none" => Some(HeaderKind::None),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for HeaderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HeaderKind::Confd => "confd",
+            HeaderKind::None => "none",
+        })
+    }
+}
+
+/// The header fields besides user and source; defaults are the GnuTLS demo's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderFields {
+    pub proto: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary group ids, comma-separated.
+    pub subgids: String,
+    /// Home directory; `None` means `/var/confd/homes/USER`.
+    pub home: Option<String>,
+    /// Group names, comma-separated.
+    pub groups: String,
+}
+
+impl Default for HeaderFields {
+    fn default() -> Self {
+        HeaderFields {
+            proto: "ssh".into(),
+            uid: 9000,
+            gid: 100,
+            subgids: String::new(),
+            home: None,
+            groups: String::new(),
+        }
+    }
+}
+
+/// Why a value cannot go into the header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unsafe {
+    Empty,
+    TooLong,
+    Char(char),
+}
+
+impl fmt::Display for Unsafe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unsafe::Empty => write!(f, "empty"),
+            Unsafe::TooLong => write!(f, "longer than {MAX_NAME} bytes"),
+            Unsafe::Char(c) => write!(f, "contains {c:?}"),
+        }
+    }
+}
+
+/// Longest user name accepted (ConfD and Unix tools expect short names).
+pub const MAX_NAME: usize = 255;
+
+/// A user name fit for the header: non-empty, short, no separators, no controls.
+pub fn check_user(name: &str) -> Result<(), Unsafe> {
+    if name.is_empty() {
+        return Err(Unsafe::Empty);
+    }
+    if name.len() > MAX_NAME {
+        return Err(Unsafe::TooLong);
+    }
+    check_field(name)
+}
+
+/// Any other field: may be empty, must not break the line's shape.
+pub fn check_field(value: &str) -> Result<(), Unsafe> {
+    match value
+        .chars()
+        .find(|c| matches!(c, ';' | '[' | ']') || c.is_control())
+    {
+        Some(c) => Err(Unsafe::Char(c)),
+        None => Ok(()),
+    }
+}
+
+/// Builds the header for one session; empty for [`HeaderKind::None`].
+pub fn build(
+    kind: HeaderKind,
+    user: &str,
+    source: SocketAddr,
+    fields: &HeaderFields,
+) -> Result<Vec<u8>, Unsafe> {
+    if kind == HeaderKind::None {
+        return Ok(Vec::new());
+    }
+    check_user(user)?;
+    let home = match &fields.home {
+        Some(h) => h.clone(),
+        None => format!("/var/confd/homes/{user}"),
+    };
+    for value in [&fields.proto, &fields.subgids, &home, &fields.groups] {
+        check_field(value)?;
+    }
+    Ok(format!(
+        "[{user};{}/{};{};{};{};{};{home};{};]\n",
+        source.ip(),
+        source.port(),
+        fields.proto,
+        fields.uid,
+        fields.gid,
+        fields.subgids,
+        fields.groups,
+    )
+    .into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src() -> SocketAddr {
+        "192.0.2.7:40001".parse().unwrap()
+    }
+
+    #[test]
+    fn demo_defaults() {
+        let h = build(HeaderKind::Confd, "admin", src(), &HeaderFields::default()).unwrap();
+        assert_eq!(
+            h,
+            b"[admin;192.0.2.7/40001;ssh;9000;100;;/var/confd/homes/admin;;]\n"
+        );
+    }
+
+    #[test]
+    fn ipv6_source() {
+        let s: SocketAddr = "[::1]:6000".parse().unwrap();
+        let h = build(HeaderKind::Confd, "oper", s, &HeaderFields::default()).unwrap();
+        assert!(h.starts_with(b"[oper;::1/6000;ssh;"));
+    }
+
+    #[test]
+    fn unsafe_names_are_refused() {
+        for bad in ["", "a;b", "a]b", "[a", "a\nb", "a\rb", "a\0b", "a\x7fb"] {
+            assert!(
+                build(HeaderKind::Confd, bad, src(), &HeaderFields::default()).is_err(),
+                "{bad:?} accepted"
+            );
+        }
+        let long = "x".repeat(MAX_NAME + 1);
+        assert_eq!(check_user(&long), Err(Unsafe::TooLong));
+    }
+
+    #[test]
+    fn none_writes_nothing() {
+        let h = build(
+            HeaderKind::None,
+            "any;thing",
+            src(),
+            &HeaderFields::default(),
+        )
+        .unwrap();
+        assert!(h.is_empty());
+    }
+
+    /// Whatever the name, a header has exactly 8 fields and one line.
+    #[test]
+    fn any_name_keeps_the_shape() {
+        let mut seed = 0x2545F4914F6CDD1Du64;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 12) as usize;
+            let name: String = (0..len)
+                .map(|i| char::from(((seed >> (i * 5)) & 0x7f) as u8))
+                .collect();
+            if let Ok(h) = build(HeaderKind::Confd, &name, src(), &HeaderFields::default()) {
+                let line = std::str::from_utf8(&h).unwrap();
+                assert_eq!(line.matches('\n').count(), 1, "{name:?}");
+                assert!(line.ends_with(";]\n"));
+                assert_eq!(line.matches(';').count(), 8, "{name:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! nctls: a TLS relay for NETCONF over TLS (RFC 7589) in front of a NETCONF
+//! server's plain TCP port (ConfD's `netconf/transport/tcp`).
+//!
+//! Data flows top to bottom: [`server`] accepts and polls, [`session`] moves
+//! bytes and decides how each session ends, [`identity`] and [`header`] decide
+//! once per session what the backend is told.
+
+pub mod config;
+mod der;
+pub mod header;
+pub mod identity;
+mod pending;
+pub mod server;
+pub mod session;
+pub mod sys;
+pub mod tls;
+
+/// The test PKI, shared with the integration tests.
+#[cfg(test)]
+#[path = "../tests/common/pki.rs"]
+mod test_pki;

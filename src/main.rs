@@ -1,0 +1,70 @@
+//! The `nctls` daemon: parse options, set up logging and signals, run.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use nctls::config::{self, Command, Config};
+use nctls::server::Server;
+use nctls::{sys, tls};
+
+fn main() -> ExitCode {
+    match config::parse_args(std::env::args().skip(1)) {
+        Ok(Command::Help) => {
+            print!("{}", config::usage());
+            ExitCode::SUCCESS
+        }
+        Ok(Command::Version) => {
+            println!("nctls {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Ok(Command::Check(config)) => match tls::load(&config) {
+            Ok(_) => {
+                println!("{config}\nconfiguration OK");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        Ok(Command::Run(config)) => match run(config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        },
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
+fn run(config: Config) -> Result<(), String> {
+    init_logging(config.log_level);
+    let tls = tls::load(&config)?;
+    match sys::raise_fd_limit() {
+        Ok(n) => log::debug!("descriptor limit {n}"),
+        Err(e) => log::warn!("cannot raise the descriptor limit: {e}"),
+    }
+    let signals = sys::Signals::new(&[libc::SIGTERM, libc::SIGINT])
+        .map_err(|e| format!("cannot set up signal handling: {e}"))?;
+    let mut server = Server::bind(config, tls).map_err(|e| e.to_string())?;
+    server
+        .handle_signals(signals)
+        .map_err(|e| format!("cannot watch signals: {e}"))?;
+    server.run().map_err(|e| format!("event loop failed: {e}"))
+}
+
+fn init_logging(level: log::LevelFilter) {
+    env_logger::Builder::new()
+        .filter_level(level)
+        .parse_default_env()
+        .format(|buf, record| {
+            writeln!(
+                buf,
+                "{} nctls {}: {}",
+                buf.timestamp_millis(),
+                record.level(),
+                record.args()
+            )
+        })
+        .init();
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("nctls: {message}");
+    ExitCode::FAILURE
+}

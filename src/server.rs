@@ -1,0 +1,505 @@
+//! The event loop: one thread, one `mio::Poll`, every session in a slot
+//! table, deadlines in a heap. Accepts clients, connects to the backend once
+//! a client is identified, hands readiness to each [`Session`], and closes
+//! sockets when a session ends.
+//!
+//! Tokens: slot `i` uses `2i` for its client socket and `2i + 1` for its
+//! backend socket; the listeners, the signal fd and the waker use the top of
+//! the token space. Slots freed during a batch of events are reused only
+//! after the batch, so a stale event never reaches a new session.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, log, warn, Level};
+use mio::event::Event;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use rustls::{ServerConfig, ServerConnection};
+
+use crate::config::Config;
+use crate::header;
+use crate::identity::{self, Peer};
+use crate::session::{Session, Side, Status, Stream};
+use crate::sys::{self, Signals};
+
+const WAKER: Token = Token(usize::MAX);
+const SIGNALS: Token = Token(usize::MAX - 1);
+const FIRST_LISTENER: usize = usize::MAX - 2;
+
+/// One TLS record's worth of plaintext: the most any single read moves.
+const SCRATCH: usize = 16 * 1024;
+
+/// How long accepting pauses after running out of descriptors.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+impl Stream for TcpStream {
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+}
+
+enum Backend {
+    None,
+    Connecting(TcpStream),
+    Connected(TcpStream),
+}
+
+impl Backend {
+    fn socket(&mut self) -> Option<&mut TcpStream> {
+        match self {
+            Backend::None => None,
+            Backend::Connecting(s) | Backend::Connected(s) => Some(s),
+        }
+    }
+}
+
+struct Conn {
+    session: Session,
+    client: TcpStream,
+    client_addr: SocketAddr,
+    backend: Backend,
+    peer: Option<Peer>,
+    user: Option<String>,
+    /// The earliest deadline already in the timer heap for this slot.
+    scheduled: Option<Instant>,
+}
+
+/// Asks a running server to stop, from any thread.
+#[derive(Clone)]
+pub struct Stopper {
+    flag: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+}
+
+impl Stopper {
+    /// Stop accepting and end every session with close_notify.
+    pub fn stop(&self) -> io::Result<()> {
+        self.flag.store(true, Ordering::SeqCst);
+        self.waker.wake()
+    }
+}
+
+pub struct Server {
+    poll: Poll,
+    config: Config,
+    tls: Arc<ServerConfig>,
+    listeners: Vec<TcpListener>,
+    signals: Option<Signals>,
+    stop_flag: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+    slots: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    released: Vec<usize>,
+    live: usize,
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    scratch: Vec<u8>,
+    accept_paused: bool,
+    accept_retry_at: Option<Instant>,
+    stop_deadline: Option<Instant>,
+}
+
+impl Server {
+    /// Binds every listen address; errors name the address.
+    pub fn bind(config: Config, tls: Arc<ServerConfig>) -> io::Result<Server> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let mut listeners = Vec::new();
+        for (i, addr) in config.listen.iter().enumerate() {
+            let mut l = TcpListener::bind(*addr)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+            poll.registry()
+                .register(&mut l, Token(FIRST_LISTENER - i), Interest::READABLE)?;
+            listeners.push(l);
+        }
+        Ok(Server {
+            poll,
+            config,
+            tls,
+            listeners,
+            signals: None,
+            stop_flag: Arc::new(AtomicBool::new(false)),
+            waker,
+            slots: Vec::new(),
+            free: Vec::new(),
+            released: Vec::new(),
+            live: 0,
+            timers: BinaryHeap::new(),
+            scratch: vec![0; SCRATCH],
+            accept_paused: false,
+            accept_retry_at: None,
+            stop_deadline: None,
+        })
+    }
+
+    /// The bound addresses (useful with port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// Stops on SIGTERM/SIGINT delivered through `signals`.
+    pub fn handle_signals(&mut self, mut signals: Signals) -> io::Result<()> {
+        self.poll
+            .registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        self.signals = Some(signals);
+        Ok(())
+    }
+
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            flag: self.stop_flag.clone(),
+            waker: self.waker.clone(),
+        }
+    }
+
+    /// Serves until stopped and every session has ended.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        info!(
+            "listening on {:?}, backend {}",
+            self.local_addrs(),
+            self.config.backend
+        );
+        loop {
+            let now = Instant::now();
+            if let Some(deadline) = self.stop_deadline {
+                if self.live == 0 {
+                    info!("stopped");
+                    return Ok(());
+                }
+                if now >= deadline {
+                    warn!("stopped with {} session(s) not closed in time", self.live);
+                    return Ok(());
+                }
+            }
+            match self.poll.poll(&mut events, self.timeout(now)) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+                Ok(()) => {}
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    WAKER if self.stop_flag.load(Ordering::SeqCst) => self.begin_stop(now),
+                    WAKER => {}
+                    SIGNALS => self.read_signals(now),
+                    Token(t) if t > FIRST_LISTENER - self.listeners.len() => {
+                        self.accept(FIRST_LISTENER - t, now)
+                    }
+                    Token(t) => self.conn_event(t / 2, t % 2 == 1, event, now),
+                }
+            }
+            self.expire_timers(now);
+            self.free.append(&mut self.released);
+            if self.accept_paused && self.accept_retry_at.is_none_or(|t| t <= now) {
+                self.accept_paused = false;
+                self.accept_retry_at = None;
+                for i in 0..self.listeners.len() {
+                    self.accept(i, now);
+                }
+            }
+        }
+    }
+
+    fn timeout(&self, now: Instant) -> Option<Duration> {
+        let mut next = self.timers.peek().map(|Reverse((t, _))| *t);
+        for t in [self.accept_retry_at, self.stop_deadline]
+            .into_iter()
+            .flatten()
+        {
+            next = Some(next.map_or(t, |n| n.min(t)));
+        }
+        next.map(|t| t.saturating_duration_since(now))
+    }
+
+    fn read_signals(&mut self, now: Instant) {
+        let mut stop = false;
+        if let Some(signals) = &self.signals {
+            while let Ok(Some(sig)) = signals.next() {
+                info!("signal {sig}: stopping");
+                stop |= sig == libc::SIGTERM || sig == libc::SIGINT;
+            }
+        }
+        if stop {
+            self.begin_stop(now);
+        }
+    }
+
+    /// Stop accepting; end every session with close_notify.
+    fn begin_stop(&mut self, now: Instant) {
+        if self.stop_deadline.is_some() {
+            return;
+        }
+        info!("stopping: ending {} session(s)", self.live);
+        for mut l in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        self.accept_paused = false;
+        self.accept_retry_at = None;
+        self.stop_deadline = Some(now + self.config.limits.drain_timeout + Duration::from_secs(1));
+        for slot in 0..self.slots.len() {
+            if let Some(conn) = self.slots[slot].as_mut() {
+                conn.session.shutdown(now);
+                self.drive(slot, now);
+            }
+        }
+    }
+
+    fn accept(&mut self, index: usize, now: Instant) {
+        while self.live < self.config.max_sessions {
+            let Some(listener) = self.listeners.get(index) else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, addr)) => self.start_session(stream, addr, now),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if is_resource_limit(&e) => {
+                    warn!("cannot accept: {e}; pausing new connections briefly");
+                    self.accept_paused = true;
+                    self.accept_retry_at = Some(now + ACCEPT_RETRY);
+                    return;
+                }
+                Err(e) => debug!("accept: {e}"),
+            }
+        }
+        if !self.accept_paused {
+            warn!(
+                "max-sessions ({}) reached: new connections wait in the listen backlog",
+                self.config.max_sessions
+            );
+            self.accept_paused = true;
+        }
+    }
+
+    fn start_session(&mut self, mut client: TcpStream, addr: SocketAddr, now: Instant) {
+        let tls = match ServerConnection::new(self.tls.clone()) {
+            Ok(tls) => tls,
+            Err(e) => {
+                warn!("session from {addr}: cannot start TLS: {e}");
+                return;
+            }
+        };
+        let _ = client.set_nodelay(true);
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(None);
+            self.slots.len() - 1
+        });
+        if let Err(e) = self.poll.registry().register(
+            &mut client,
+            Token(2 * slot),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            warn!("session from {addr}: cannot register: {e}");
+            self.free.push(slot);
+            return;
+        }
+        debug!("session from {addr}: accepted");
+        self.slots[slot] = Some(Conn {
+            session: Session::new(tls, self.config.limits.clone(), now),
+            client,
+            client_addr: addr,
+            backend: Backend::None,
+            peer: None,
+            user: None,
+            scheduled: None,
+        });
+        self.live += 1;
+        self.drive(slot, now);
+    }
+
+    fn conn_event(&mut self, slot: usize, is_backend: bool, event: &Event, now: Instant) {
+        let Some(conn) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+        let writable = event.is_writable() || event.is_write_closed() || event.is_error();
+        if is_backend {
+            if let Backend::Connecting(socket) = &conn.backend {
+                match connect_result(socket) {
+                    None => return,
+                    Some(Ok(())) => {
+                        let Backend::Connecting(socket) =
+                            std::mem::replace(&mut conn.backend, Backend::None)
+                        else {
+                            return;
+                        };
+                        let _ = socket.set_nodelay(true);
+                        conn.backend = Backend::Connected(socket);
+                        conn.session.backend_connected(now);
+                    }
+                    Some(Err(e)) => conn.session.backend_failed(e.to_string(), now),
+                }
+            }
+            conn.session.set_ready(Side::Backend, readable, writable);
+        } else {
+            conn.session.set_ready(Side::Client, readable, writable);
+        }
+        self.drive(slot, now);
+    }
+
+    /// Runs the session until it waits, then re-arms its deadline.
+    fn drive(&mut self, slot: usize, now: Instant) {
+        loop {
+            let Some(conn) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
+                return;
+            };
+            let backend = match &mut conn.backend {
+                Backend::Connected(s) => Some(s),
+                _ => None,
+            };
+            match conn
+                .session
+                .pump(&mut conn.client, backend, &mut self.scratch, now)
+            {
+                Status::Continue => break,
+                Status::HandshakeDone => self.identify(slot, now),
+                Status::Ended => {
+                    self.finish(slot, now);
+                    return;
+                }
+            }
+        }
+        self.schedule(slot);
+    }
+
+    /// Decides the user, then connects to the backend or refuses.
+    fn identify(&mut self, slot: usize, now: Instant) {
+        let Some(conn) = self.slots[slot].as_mut() else {
+            return;
+        };
+        let chain = conn.session.peer_certificates().unwrap_or(&[]);
+        conn.peer = chain.first().map(|c| Peer::of(c));
+        let decision = identity::user_for(&self.config.identity, chain).and_then(|user| {
+            header::build(
+                self.config.header,
+                &user,
+                conn.client_addr,
+                &self.config.fields,
+            )
+            .map(|h| (user, h))
+            .map_err(|why| format!("header field unusable: {why}"))
+        });
+        match decision {
+            Ok((user, header)) => {
+                conn.user = Some(user);
+                conn.session.admit(&header, now);
+                self.connect_backend(slot, now);
+            }
+            Err(why) => conn.session.refuse(why, now),
+        }
+    }
+
+    fn connect_backend(&mut self, slot: usize, now: Instant) {
+        let Some(conn) = self.slots[slot].as_mut() else {
+            return;
+        };
+        let result = TcpStream::connect(self.config.backend).and_then(|mut socket| {
+            self.poll.registry().register(
+                &mut socket,
+                Token(2 * slot + 1),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            Ok(socket)
+        });
+        match result {
+            Ok(socket) => conn.backend = Backend::Connecting(socket),
+            Err(e) => conn.session.backend_failed(e.to_string(), now),
+        }
+    }
+
+    fn schedule(&mut self, slot: usize) {
+        let Some(conn) = self.slots[slot].as_mut() else {
+            return;
+        };
+        if let Some(d) = conn.session.deadline() {
+            if conn.scheduled.is_none_or(|s| d < s) {
+                conn.scheduled = Some(d);
+                self.timers.push(Reverse((d, slot)));
+            }
+        }
+    }
+
+    fn expire_timers(&mut self, now: Instant) {
+        while let Some(&Reverse((t, slot))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(conn) = self.slots[slot].as_mut() else {
+                continue;
+            };
+            if conn.scheduled == Some(t) {
+                conn.scheduled = None;
+            }
+            conn.session.on_deadline(now);
+            self.drive(slot, now);
+        }
+    }
+
+    /// Closes both sockets, logs the session's one summary line.
+    fn finish(&mut self, slot: usize, now: Instant) {
+        let Some(mut conn) = self.slots[slot].take() else {
+            return;
+        };
+        self.live -= 1;
+        self.released.push(slot);
+        let registry = self.poll.registry();
+        let _ = registry.deregister(&mut conn.client);
+        let reason = conn.session.end_reason().cloned();
+        if let Some(backend) = conn.backend.socket() {
+            let _ = registry.deregister(backend);
+            if reason.as_ref().is_some_and(|r| r.is_truncation()) {
+                let _ = sys::set_abortive_close(backend.as_raw_fd());
+            }
+        }
+        let (up, down) = conn.session.bytes();
+        let level = match &reason {
+            Some(r) if !r.is_error() => Level::Info,
+            _ => Level::Warn,
+        };
+        let peer = conn.peer.as_ref();
+        log!(
+            level,
+            "session end: client={} subject=\"{}\" sha256={} user={} tls={} bytes-in={} bytes-out={} duration={:.3}s reason={}",
+            conn.client_addr,
+            peer.map_or("-", |p| p.subject.as_str()),
+            peer.map_or("-", |p| p.sha256.as_str()),
+            conn.user.as_deref().unwrap_or("-"),
+            conn.session.tls_description(),
+            up,
+            down,
+            now.duration_since(conn.session.started()).as_secs_f64(),
+            reason.map_or("unknown".to_string(), |r| r.to_string()),
+        );
+    }
+}
+
+/// `None` while still connecting; the outcome once known.
+fn connect_result(socket: &TcpStream) -> Option<io::Result<()>> {
+    match socket.take_error() {
+        Ok(Some(e)) | Err(e) => return Some(Err(e)),
+        Ok(None) => {}
+    }
+    match socket.peer_addr() {
+        Ok(_) => Some(Ok(())),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => None,
+        Err(e) => Some(Err(e)),
+    }
+}
+
+fn is_resource_limit(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}

@@ -1,0 +1,633 @@
+//! One relayed session: the TLS handshake, then bytes both ways, and above
+//! all how it ends (the close-semantics table in the README is the contract).
+//!
+//! The session owns no sockets. The event loop (or a test) hands it the two
+//! byte streams on every call, tells it which became ready, and the session
+//! does everything that can be done without blocking. That keeps this state
+//! machine pure enough to unit-test every transition over in-memory streams.
+//!
+//! Each direction is its own small state:
+//! - up (client → backend): `Open` → `Draining` (client sent close_notify;
+//!   flushing what is left to the backend) → `Shut` (backend write side shut).
+//! - down (backend → client): `Open` → `Draining` (backend done; flushing what
+//!   is left into TLS) → `Notified` (close_notify queued) → `Shut` (close_notify
+//!   flushed, client write side shut).
+//!
+//! The session ends when both directions are shut, when a deadline fires
+//! twice, or at once on anything that means the client's stream is truncated.
+
+use std::fmt;
+use std::io::{self, ErrorKind, Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::CertificateDer;
+use rustls::{ProtocolVersion, ServerConnection};
+
+use crate::pending::Pending;
+
+/// A connected byte stream that can shut its write side (TCP, or a test pipe).
+pub trait Stream: Read + Write {
+    fn shutdown_write(&mut self) -> io::Result<()>;
+}
+
+/// What to do when a TLS 1.2 client sends close_notify while the backend may
+/// still be sending (TLS 1.3 always half-closes, RFC 8446 §6.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tls12Close {
+    /// RFC 5246 §7.2.1: answer with close_notify at once, discard later output.
+    Strict,
+    /// Relay the backend's remaining output first, as for TLS 1.3.
+    HalfClose,
+}
+
+/// Per-session timing policy, decided once by configuration.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub handshake_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub idle_timeout: Option<Duration>,
+    /// How long a half-closed or closing session may go without any byte moving.
+    pub drain_timeout: Duration,
+    pub tls12_close: Tls12Close,
+}
+
+/// Why a session ended: the first event that began its end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    BackendClosed,
+    BackendReset(String),
+    ClientCloseNotify,
+    ClientEof,
+    ClientReset(String),
+    TlsError(String),
+    HandshakeFailed(String),
+    HandshakeTimeout,
+    Refused(String),
+    BackendUnreachable(String),
+    ConnectTimeout,
+    IdleTimeout,
+    DrainTimeout,
+    Shutdown,
+}
+
+impl EndReason {
+    /// The client's stream was cut short: the backend must not see a clean end.
+    pub fn is_truncation(&self) -> bool {
+        matches!(
+            self,
+            EndReason::ClientEof | EndReason::ClientReset(_) | EndReason::TlsError(_)
+        )
+    }
+
+    /// Ends that are worth an operator's attention.
+    pub fn is_error(&self) -> bool {
+        !matches!(
+            self,
+            EndReason::BackendClosed | EndReason::ClientCloseNotify | EndReason::Shutdown
+        )
+    }
+}
+
+impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EndReason::BackendClosed => write!(f, "backend-closed"),
+            EndReason::BackendReset(e) => write!(f, "backend-reset: {e}"),
+            EndReason::ClientCloseNotify => write!(f, "client-close-notify"),
+            EndReason::ClientEof => write!(f, "client-eof-without-close-notify"),
+            EndReason::ClientReset(e) => write!(f, "client-reset: {e}"),
+            EndReason::TlsError(e) => write!(f, "tls-error: {e}"),
+            EndReason::HandshakeFailed(e) => write!(f, "handshake-failed: {e}"),
+            EndReason::HandshakeTimeout => write!(f, "timeout: handshake"),
+            EndReason::Refused(e) => write!(f, "refused: {e}"),
+            EndReason::BackendUnreachable(e) => write!(f, "backend-unreachable: {e}"),
+            EndReason::ConnectTimeout => write!(f, "timeout: backend connect"),
+            EndReason::IdleTimeout => write!(f, "timeout: idle"),
+            EndReason::DrainTimeout => write!(f, "timeout: drain"),
+            EndReason::Shutdown => write!(f, "shutdown"),
+        }
+    }
+}
+
+/// What the caller must do after [`Session::pump`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Waiting for readiness or a deadline.
+    Continue,
+    /// The handshake finished: decide the identity, then call
+    /// [`Session::admit`] or [`Session::refuse`].
+    HandshakeDone,
+    /// Close both sockets; [`Session::end_reason`] says why.
+    Ended,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Handshaking,
+    /// Identity decided, header queued; waiting for the backend connection.
+    Connecting,
+    Relaying,
+    Ended,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Up {
+    Open,
+    Draining,
+    Shut,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Down {
+    Open,
+    Draining,
+    Notified,
+    Shut,
+}
+
+/// Which sockets may make progress (edge-triggered: true until WouldBlock).
+#[derive(Clone, Copy, Debug)]
+struct Ready {
+    client_read: bool,
+    client_write: bool,
+    backend_read: bool,
+    backend_write: bool,
+}
+
+/// Which socket an event was for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Backend,
+}
+
+pub struct Session {
+    tls: ServerConnection,
+    limits: Arc<Limits>,
+    phase: Phase,
+    up: Up,
+    down: Down,
+    ready: Ready,
+    client_eof: bool,
+    to_backend: Pending,
+    to_client: Pending,
+    /// Set by the first event that began the end; `None` while fully open.
+    reason: Option<EndReason>,
+    /// We decided to end (timeout, shutdown, refusal): the next deadline is final.
+    forced: bool,
+    started: Instant,
+    phase_started: Instant,
+    last_activity: Instant,
+    bytes_up: u64,
+    bytes_down: u64,
+}
+
+impl Session {
+    pub fn new(tls: ServerConnection, limits: Arc<Limits>, now: Instant) -> Self {
+        Session {
+            tls,
+            limits,
+            phase: Phase::Handshaking,
+            up: Up::Open,
+            down: Down::Open,
+            ready: Ready {
+                client_read: true,
+                client_write: true,
+                backend_read: false,
+                backend_write: false,
+            },
+            client_eof: false,
+            to_backend: Pending::default(),
+            to_client: Pending::default(),
+            reason: None,
+            forced: false,
+            started: now,
+            phase_started: now,
+            last_activity: now,
+            bytes_up: 0,
+            bytes_down: 0,
+        }
+    }
+
+    /// Records readiness reported by the event loop for one socket.
+    pub fn set_ready(&mut self, side: Side, readable: bool, writable: bool) {
+        match side {
+            Side::Client => {
+                self.ready.client_read |= readable;
+                self.ready.client_write |= writable;
+            }
+            Side::Backend => {
+                self.ready.backend_read |= readable;
+                self.ready.backend_write |= writable;
+            }
+        }
+    }
+
+    /// Does every step that can be done now, until both sockets would block
+    /// or wait on the other side's capacity.
+    pub fn pump<C: Stream, B: Stream>(
+        &mut self,
+        client: &mut C,
+        mut backend: Option<&mut B>,
+        scratch: &mut [u8],
+        now: Instant,
+    ) -> Status {
+        loop {
+            let step = match self.phase {
+                Phase::Handshaking => self.handshake_step(client),
+                Phase::Connecting => self.flush_client(client),
+                Phase::Relaying => self.relay_step(client, backend.as_deref_mut(), scratch),
+                Phase::Ended => return Status::Ended,
+            };
+            match step {
+                Ok(true) => {
+                    if self.phase == Phase::Relaying {
+                        self.last_activity = now;
+                    }
+                }
+                Ok(false) => break,
+                Err(reason) => {
+                    self.end(reason);
+                    return Status::Ended;
+                }
+            }
+        }
+        match self.phase {
+            Phase::Handshaking if !self.tls.is_handshaking() => Status::HandshakeDone,
+            Phase::Relaying if self.up == Up::Shut && self.down == Down::Shut => {
+                self.phase = Phase::Ended;
+                Status::Ended
+            }
+            _ => Status::Continue,
+        }
+    }
+
+    /// Identity accepted: queue the backend header; the caller connects next.
+    pub fn admit(&mut self, header: &[u8], now: Instant) {
+        self.to_backend.push(header);
+        self.phase = Phase::Connecting;
+        self.phase_started = now;
+    }
+
+    /// Identity refused: answer with close_notify, never reach the backend.
+    pub fn refuse(&mut self, why: String, now: Instant) {
+        self.close_now(EndReason::Refused(why), now);
+    }
+
+    /// The backend connection completed.
+    pub fn backend_connected(&mut self, now: Instant) {
+        if self.phase == Phase::Connecting {
+            self.phase = Phase::Relaying;
+            self.ready.backend_read = true;
+            self.ready.backend_write = true;
+            self.last_activity = now;
+        }
+    }
+
+    /// The backend connection could not be made.
+    pub fn backend_failed(&mut self, why: String, now: Instant) {
+        self.close_now(EndReason::BackendUnreachable(why), now);
+    }
+
+    /// Daemon shutdown: end with close_notify, dropping the backend.
+    pub fn shutdown(&mut self, now: Instant) {
+        match self.phase {
+            Phase::Handshaking => self.end(EndReason::Shutdown),
+            Phase::Connecting | Phase::Relaying => self.close_now(EndReason::Shutdown, now),
+            Phase::Ended => {}
+        }
+    }
+
+    /// When [`Session::on_deadline`] should next be called, if ever.
+    pub fn deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Handshaking => Some(self.started + self.limits.handshake_timeout),
+            Phase::Connecting => Some(self.phase_started + self.limits.connect_timeout),
+            Phase::Relaying if self.reason.is_none() => {
+                self.limits.idle_timeout.map(|t| self.last_activity + t)
+            }
+            Phase::Relaying => Some(self.last_activity + self.limits.drain_timeout),
+            Phase::Ended => None,
+        }
+    }
+
+    /// Acts on an expired deadline (a stale one is ignored); pump afterwards.
+    pub fn on_deadline(&mut self, now: Instant) {
+        match self.deadline() {
+            Some(d) if d <= now => {}
+            _ => return,
+        }
+        match self.phase {
+            Phase::Handshaking => self.end(EndReason::HandshakeTimeout),
+            Phase::Connecting => self.close_now(EndReason::ConnectTimeout, now),
+            Phase::Relaying if self.forced => self.end(EndReason::DrainTimeout),
+            Phase::Relaying if self.reason.is_none() => self.close_now(EndReason::IdleTimeout, now),
+            Phase::Relaying => self.close_now(EndReason::DrainTimeout, now),
+            Phase::Ended => {}
+        }
+    }
+
+    pub fn is_connecting(&self) -> bool {
+        self.phase == Phase::Connecting
+    }
+
+    pub fn end_reason(&self) -> Option<&EndReason> {
+        self.reason.as_ref()
+    }
+
+    pub fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
+        self.tls.peer_certificates()
+    }
+
+    /// TLS version and cipher suite, e.g. `TLSv1_3/TLS13_AES_128_GCM_SHA256`.
+    pub fn tls_description(&self) -> String {
+        match (
+            self.tls.protocol_version(),
+            self.tls.negotiated_cipher_suite(),
+        ) {
+            (Some(v), Some(s)) => format!("{v:?}/{:?}", s.suite()),
+            _ => "-".to_string(),
+        }
+    }
+
+    /// Plaintext bytes relayed client → backend and backend → client.
+    pub fn bytes(&self) -> (u64, u64) {
+        (self.bytes_up, self.bytes_down)
+    }
+
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    fn end(&mut self, reason: EndReason) {
+        if self.reason.is_none() {
+            self.reason = Some(reason);
+        }
+        self.phase = Phase::Ended;
+    }
+
+    fn note(&mut self, reason: EndReason) {
+        if self.reason.is_none() {
+            self.reason = Some(reason);
+        }
+    }
+
+    /// We end the session: nothing more to the backend, close_notify to the
+    /// client, and a fresh drain window for flushing it.
+    fn close_now(&mut self, reason: EndReason, now: Instant) {
+        if self.phase == Phase::Ended {
+            return;
+        }
+        self.note(reason);
+        self.forced = true;
+        if self.phase == Phase::Handshaking {
+            self.phase = Phase::Ended;
+            return;
+        }
+        self.phase = Phase::Relaying;
+        self.up = Up::Shut;
+        self.to_backend.clear();
+        if matches!(self.down, Down::Open | Down::Draining) {
+            self.to_client.clear();
+            self.down = Down::Draining;
+        }
+        self.last_activity = now;
+    }
+
+    fn handshake_step<C: Stream>(&mut self, client: &mut C) -> Result<bool, EndReason> {
+        let progress = self.read_client_tls(client)? | self.flush_client(client)?;
+        if self.client_eof && self.tls.is_handshaking() {
+            return Err(EndReason::HandshakeFailed(
+                "client closed the connection".into(),
+            ));
+        }
+        Ok(progress && self.tls.is_handshaking())
+    }
+
+    fn relay_step<C: Stream, B: Stream>(
+        &mut self,
+        client: &mut C,
+        mut backend: Option<&mut B>,
+        scratch: &mut [u8],
+    ) -> Result<bool, EndReason> {
+        let mut progress = self.read_client_tls(client)?;
+        progress |= self.pump_up(backend.as_deref_mut(), scratch)?;
+        progress |= self.pump_down(backend, scratch);
+        progress |= self.flush_client(client)?;
+        if self.down == Down::Notified && !self.tls.wants_write() {
+            // The peer may already be gone; the close_notify is out either way.
+            let _ = client.shutdown_write();
+            self.down = Down::Shut;
+            progress = true;
+        }
+        Ok(progress)
+    }
+
+    /// Client socket → rustls, then decrypt.
+    fn read_client_tls<C: Stream>(&mut self, client: &mut C) -> Result<bool, EndReason> {
+        if !self.ready.client_read || self.client_eof || !self.tls.wants_read() {
+            return Ok(false);
+        }
+        match self.tls.read_tls(client) {
+            Ok(0) => self.client_eof = true,
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                self.ready.client_read = false;
+                return Ok(false);
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => return Ok(true),
+            Err(e) => return Err(self.client_failed(e)),
+        }
+        if let Err(e) = self.tls.process_new_packets() {
+            // rustls queued an alert saying why; one attempt to deliver it.
+            let _ = self.tls.write_tls(&mut NoSignal(client));
+            return Err(if self.phase == Phase::Handshaking {
+                EndReason::HandshakeFailed(e.to_string())
+            } else {
+                EndReason::TlsError(e.to_string())
+            });
+        }
+        Ok(true)
+    }
+
+    /// rustls → client socket.
+    fn flush_client<C: Stream>(&mut self, client: &mut C) -> Result<bool, EndReason> {
+        let mut progress = false;
+        while self.ready.client_write && self.tls.wants_write() {
+            match self.tls.write_tls(&mut NoSignal(client)) {
+                Ok(0) => return Err(self.client_failed(ErrorKind::WriteZero.into())),
+                Ok(_) => progress = true,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.ready.client_write = false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.client_failed(e)),
+            }
+        }
+        Ok(progress)
+    }
+
+    fn client_failed(&self, e: io::Error) -> EndReason {
+        if self.phase == Phase::Handshaking {
+            EndReason::HandshakeFailed(e.to_string())
+        } else {
+            EndReason::ClientReset(e.to_string())
+        }
+    }
+
+    /// Decrypted client bytes → backend; client close_notify → backend EOF.
+    fn pump_up<B: Stream>(
+        &mut self,
+        backend: Option<&mut B>,
+        scratch: &mut [u8],
+    ) -> Result<bool, EndReason> {
+        let Some(backend) = backend else {
+            return Ok(false);
+        };
+        if self.up == Up::Shut {
+            return Ok(false);
+        }
+        let mut progress = false;
+        if !self.to_backend.is_empty() {
+            if !self.ready.backend_write {
+                return Ok(false);
+            }
+            match self.to_backend.write_to(backend) {
+                Ok(_) => progress = true,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.ready.backend_write = false;
+                    return Ok(false);
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => return Ok(true),
+                Err(e) => return Ok(self.backend_write_failed(e)),
+            }
+            if !self.to_backend.is_empty() {
+                return Ok(progress);
+            }
+        }
+        if self.up == Up::Draining {
+            // A peer that already closed makes this fail; it has its EOF then.
+            let _ = backend.shutdown_write();
+            self.up = Up::Shut;
+            return Ok(true);
+        }
+        match self.tls.reader().read(scratch) {
+            Ok(0) => {
+                self.client_close_notify();
+                Ok(true)
+            }
+            Ok(n) => {
+                self.bytes_up += n as u64;
+                self.send_to_backend(backend, &scratch[..n]);
+                Ok(true)
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(progress),
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => Err(EndReason::ClientEof),
+            Err(e) => Err(EndReason::TlsError(e.to_string())),
+        }
+    }
+
+    /// Writes straight through when the backend keeps up; keeps the rest.
+    fn send_to_backend<B: Stream>(&mut self, backend: &mut B, data: &[u8]) {
+        let mut written = 0;
+        while self.ready.backend_write && written < data.len() {
+            match backend.write(&data[written..]) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.ready.backend_write = false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.backend_write_failed(e);
+                    return;
+                }
+            }
+        }
+        self.to_backend.push(&data[written..]);
+    }
+
+    /// The backend stopped taking bytes. If it had already closed (ConfD
+    /// closes fully), the rest of the client's input has nowhere to go.
+    fn backend_write_failed(&mut self, e: io::Error) -> bool {
+        self.to_backend.clear();
+        self.up = Up::Shut;
+        if self.down == Down::Open {
+            self.note(EndReason::BackendReset(e.to_string()));
+            self.down = Down::Draining;
+        }
+        true
+    }
+
+    fn client_close_notify(&mut self) {
+        self.note(EndReason::ClientCloseNotify);
+        self.up = Up::Draining;
+        let strict = self.limits.tls12_close == Tls12Close::Strict
+            && self.tls.protocol_version() == Some(ProtocolVersion::TLSv1_2);
+        if strict && matches!(self.down, Down::Open | Down::Draining) {
+            self.to_client.clear();
+            self.down = Down::Draining;
+        }
+    }
+
+    /// Backend bytes → rustls; backend EOF → close_notify.
+    fn pump_down<B: Stream>(&mut self, backend: Option<&mut B>, scratch: &mut [u8]) -> bool {
+        let mut progress = false;
+        if !self.to_client.is_empty() {
+            // Writing into rustls' own buffer cannot fail; it only takes less.
+            let n = self.tls.writer().write(self.to_client.bytes()).unwrap_or(0);
+            self.to_client.consume(n);
+            progress = n > 0;
+            if !self.to_client.is_empty() {
+                return progress;
+            }
+        }
+        match self.down {
+            Down::Open => {
+                let Some(backend) = backend else {
+                    return progress;
+                };
+                if !self.ready.backend_read {
+                    return progress;
+                }
+                match backend.read(scratch) {
+                    Ok(0) => {
+                        self.note(EndReason::BackendClosed);
+                        self.down = Down::Draining;
+                    }
+                    Ok(n) => {
+                        self.bytes_down += n as u64;
+                        let taken = self.tls.writer().write(&scratch[..n]).unwrap_or(0);
+                        self.to_client.push(&scratch[taken..n]);
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        self.ready.backend_read = false;
+                        return progress;
+                    }
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        self.note(EndReason::BackendReset(e.to_string()));
+                        self.down = Down::Draining;
+                    }
+                }
+                true
+            }
+            Down::Draining => {
+                self.tls.send_close_notify();
+                self.down = Down::Notified;
+                true
+            }
+            Down::Notified | Down::Shut => progress,
+        }
+    }
+}
+
+/// Sends with `write` only: Rust's `TcpStream::write` uses `send(MSG_NOSIGNAL)`,
+/// while its vectored write (what rustls prefers) can raise SIGPIPE in a C host.
+struct NoSignal<'a, W: Write>(&'a mut W);
+
+impl<W: Write> Write for NoSignal<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}

@@ -1,0 +1,112 @@
+//! The rustls server configuration: PEM files, client-certificate
+//! verification, protocol versions and the session policy RFC 7589 needs.
+//!
+//! Kept in one module so the rustls version (0.23) stays a local concern.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::crypto::ring;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
+use rustls::{RootCertStore, ServerConfig};
+
+use crate::config::Config;
+
+/// TLS record header bytes, which rustls counts in `max_fragment_size`.
+const RECORD_HEADER: usize = 5;
+
+/// Loads the files named in `config` and builds the server configuration.
+/// Errors name the option, the file and the reason.
+pub fn load(config: &Config) -> Result<Arc<ServerConfig>, String> {
+    let chain = read_certs(&config.cert, "--cert")?;
+    let key = PrivateKeyDer::from_pem_file(&config.key).map_err(|e| {
+        format!(
+            "--key {}: {}",
+            config.key.display(),
+            pem_error(e, "private key")
+        )
+    })?;
+    let roots = read_certs(&config.ca, "--ca")?;
+    build(chain, key, roots, config.max_record).map_err(|e| match e {
+        BuildError::Roots(why) => format!("--ca {}: {why}", config.ca.display()),
+        BuildError::Key(why) => format!(
+            "--key {} / --cert {}: {why}",
+            config.key.display(),
+            config.cert.display()
+        ),
+    })
+}
+
+/// Which input a build error is about.
+#[derive(Debug)]
+pub enum BuildError {
+    Roots(String),
+    Key(String),
+}
+
+/// Builds from DER: mutual TLS against `roots`, TLS 1.3 and 1.2, no
+/// resumption (a certificate revoked later must not resume), no 0-RTT.
+pub fn build(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    roots: Vec<CertificateDer<'static>>,
+    max_record: usize,
+) -> Result<Arc<ServerConfig>, BuildError> {
+    let provider = Arc::new(ring::default_provider());
+    let mut store = RootCertStore::empty();
+    for (i, root) in roots.into_iter().enumerate() {
+        store.add(root).map_err(|e| {
+            BuildError::Roots(format!("certificate {} is not a usable CA: {e}", i + 1))
+        })?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider.clone())
+        .build()
+        .map_err(|e| BuildError::Roots(e.to_string()))?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| BuildError::Key(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| BuildError::Key(key_error(e)))?;
+    config.session_storage = Arc::new(NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+    config.max_early_data_size = 0;
+    config.max_fragment_size = Some(max_record + RECORD_HEADER);
+    Ok(Arc::new(config))
+}
+
+fn read_certs(path: &Path, option: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| {
+            format!(
+                "{option} {}: {}",
+                path.display(),
+                pem_error(e, "certificate")
+            )
+        })?;
+    if certs.is_empty() {
+        return Err(format!("{option} {}: no certificate found", path.display()));
+    }
+    Ok(certs)
+}
+
+fn pem_error(e: rustls::pki_types::pem::Error, what: &str) -> String {
+    use rustls::pki_types::pem::Error;
+    match e {
+        Error::Io(e) => format!("cannot read: {e}"),
+        Error::NoItemsFound => format!("no {what} found (expected PEM)"),
+        other => format!("not valid PEM: {other:?}"),
+    }
+}
+
+fn key_error(e: rustls::Error) -> String {
+    match e {
+        rustls::Error::InconsistentKeys(_) => {
+            "the private key does not match the certificate".into()
+        }
+        other => format!("unusable certificate or key: {other}"),
+    }
+}

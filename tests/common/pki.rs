@@ -1,0 +1,112 @@
+//! A throw-away test PKI made at test time (ECDSA P-256): a CA, a server
+//! certificate for localhost, and client certificates by CommonName.
+//! Shared by unit tests (via `#[path]`) and integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType,
+};
+
+pub struct Ca {
+    cert: Certificate,
+    key: KeyPair,
+}
+
+/// A certificate with its private key.
+pub struct Issued {
+    pub cert: Certificate,
+    pub key: KeyPair,
+}
+
+impl Issued {
+    pub fn der(&self) -> &[u8] {
+        self.cert.der()
+    }
+
+    pub fn key_der(&self) -> Vec<u8> {
+        self.key.serialize_der()
+    }
+
+    /// Writes `NAME.pem` and `NAME-key.pem` into `dir`; returns both paths.
+    pub fn write(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let cert = dir.join(format!("{name}.pem"));
+        let key = dir.join(format!("{name}-key.pem"));
+        std::fs::write(&cert, self.cert.pem()).expect("write cert");
+        std::fs::write(&key, self.key.serialize_pem()).expect("write key");
+        (cert, key)
+    }
+}
+
+impl Ca {
+    pub fn new(name: &str) -> Ca {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate().expect("keygen");
+        let cert = params.self_signed(&key).expect("self-sign CA");
+        Ca { cert, key }
+    }
+
+    pub fn der(&self) -> &[u8] {
+        self.cert.der()
+    }
+
+    pub fn pem(&self) -> String {
+        self.cert.pem()
+    }
+
+    /// Writes the CA certificate as `NAME.pem` into `dir`.
+    pub fn write(&self, dir: &Path, name: &str) -> PathBuf {
+        let path = dir.join(format!("{name}.pem"));
+        std::fs::write(&path, self.cert.pem()).expect("write CA");
+        path
+    }
+
+    /// A server certificate for `localhost`, 127.0.0.1 and ::1.
+    pub fn server(&self) -> Issued {
+        let mut params = CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress("::1".parse().unwrap()));
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        self.issue(params)
+    }
+
+    /// A client certificate with subject `CN=cn`.
+    pub fn client(&self, cn: &str) -> Issued {
+        self.issue(client_params(cn))
+    }
+
+    /// A client certificate that expired in 2020.
+    pub fn expired_client(&self, cn: &str) -> Issued {
+        let mut params = client_params(cn);
+        params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+        self.issue(params)
+    }
+
+    fn issue(&self, params: CertificateParams) -> Issued {
+        let key = KeyPair::generate().expect("keygen");
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("sign certificate");
+        Issued { cert, key }
+    }
+}
+
+fn client_params(cn: &str) -> CertificateParams {
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params
+}
