@@ -1,0 +1,361 @@
+//! Shared pieces of the integration tests: a test PKI on disk, the real
+//! `nctls` binary as a child process, a ConfD-like backend socket, and a
+//! rustls client that can tell a clean TLS close from a ragged one.
+#![allow(dead_code)]
+
+pub mod pki;
+
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+
+/// A directory removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "nctls-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A CA, a server certificate and client certificates, written as the
+/// GnuTLS demo's file names (`x509-ca.pem`, `x509-server.pem`, …).
+pub struct Pki {
+    pub dir: TempDir,
+    pub ca: pki::Ca,
+    pub server: pki::Issued,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let dir = TempDir::new();
+        let ca = pki::Ca::new("nctls test CA");
+        ca.write(dir.path(), "x509-ca");
+        let server = ca.server();
+        server.write(dir.path(), "x509-server");
+        Pki { dir, ca, server }
+    }
+
+    pub fn file(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    /// Command-line arguments naming this PKI's server files.
+    pub fn server_args(&self) -> Vec<String> {
+        vec![
+            "--cert".into(),
+            self.file("x509-server.pem"),
+            "--key".into(),
+            self.file("x509-server-key.pem"),
+            "--ca".into(),
+            self.file("x509-ca.pem"),
+        ]
+    }
+
+    /// A rustls client config presenting a certificate with `CN=cn`.
+    pub fn client(&self, cn: &str, version: Version) -> Arc<ClientConfig> {
+        client_config(&self.ca, &self.ca.client(cn), version)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    Tls12,
+    Tls13,
+}
+
+pub const BOTH: [Version; 2] = [Version::Tls13, Version::Tls12];
+
+/// A client config trusting `trust` and presenting `cert`.
+pub fn client_config(trust: &pki::Ca, cert: &pki::Issued, version: Version) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(trust.der().to_vec()))
+        .expect("add root");
+    let versions: &[&rustls::SupportedProtocolVersion] = match version {
+        Version::Tls12 => &[&rustls::version::TLS12],
+        Version::Tls13 => &[&rustls::version::TLS13],
+    };
+    let config =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(versions)
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_client_auth_cert(
+                vec![CertificateDer::from(cert.der().to_vec())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_der())),
+            )
+            .expect("client cert");
+    Arc::new(config)
+}
+
+pub type TlsStream = StreamOwned<ClientConnection, TcpStream>;
+
+/// Connects and completes the handshake (TLS 1.3 client auth failures show
+/// only on the first read).
+pub fn connect(addr: SocketAddr, config: Arc<ClientConfig>) -> io::Result<TlsStream> {
+    let tcp = TcpStream::connect(addr)?;
+    tcp.set_nodelay(true)?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let conn = ClientConnection::new(config, ServerName::try_from("localhost").unwrap())
+        .map_err(io::Error::other)?;
+    let mut stream = StreamOwned::new(conn, tcp);
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock)?;
+    }
+    Ok(stream)
+}
+
+/// How a TLS session ended, as the client saw it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ending {
+    CloseNotify,
+    RaggedEof,
+    Reset,
+    Other(String),
+}
+
+/// Reads until the session ends; returns everything read and how it ended.
+pub fn read_to_end(stream: &mut TlsStream) -> (Vec<u8>, Ending) {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 16384];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return (data, Ending::CloseNotify),
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return (data, Ending::RaggedEof),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return (data, Ending::Reset),
+            Err(e) => return (data, Ending::Other(e.to_string())),
+        }
+    }
+}
+
+/// Sends our close_notify (TLS-level half-close).
+pub fn send_close_notify(stream: &mut TlsStream) {
+    stream.conn.send_close_notify();
+    let _ = stream.conn.complete_io(&mut stream.sock);
+}
+
+/// The real binary, its log collected line by line.
+pub struct Daemon {
+    pub child: Child,
+    pub addr: SocketAddr,
+    log: Arc<(Mutex<Vec<String>>, Condvar)>,
+}
+
+impl Daemon {
+    /// Starts nctls on a free loopback port with `args` added.
+    pub fn start(pki: &Pki, args: &[&str]) -> Daemon {
+        let mut all: Vec<String> = pki.server_args();
+        all.extend(["--listen".into(), "127.0.0.1:0".into()]);
+        all.extend(args.iter().map(|s| s.to_string()));
+        Daemon::spawn(&all, pki.dir.path())
+    }
+
+    /// Starts nctls with exactly `args`, in `cwd`.
+    pub fn spawn(args: &[String], cwd: &Path) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_nctls"))
+            .args(args)
+            .current_dir(cwd)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start nctls");
+        let log = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("NCTLS_TEST_LOG").is_some() {
+                    eprintln!("{line}");
+                }
+                sink.0.lock().unwrap().push(line);
+                sink.1.notify_all();
+            }
+        });
+        let mut daemon = Daemon {
+            child,
+            addr: "0.0.0.0:0".parse().unwrap(),
+            log,
+        };
+        let line = daemon
+            .wait_log("listening on [", Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("nctls did not start: {:?}", daemon.log_lines()));
+        let start = line.find("listening on [").unwrap() + "listening on [".len();
+        let end = line[start..].find([',', ']']).unwrap() + start;
+        daemon.addr = line[start..end].parse().expect("listen address");
+        daemon
+    }
+
+    /// The first log line containing `pattern`, waiting up to `timeout`.
+    pub fn wait_log(&self, pattern: &str, timeout: Duration) -> Option<String> {
+        self.wait_logs(pattern, 1, timeout).map(|mut v| v.remove(0))
+    }
+
+    /// Waits until `count` log lines contain `pattern`.
+    pub fn wait_logs(&self, pattern: &str, count: usize, timeout: Duration) -> Option<Vec<String>> {
+        let deadline = Instant::now() + timeout;
+        let (lock, cond) = &*self.log;
+        let mut lines = lock.lock().unwrap();
+        loop {
+            let found: Vec<String> = lines
+                .iter()
+                .filter(|l| l.contains(pattern))
+                .cloned()
+                .collect();
+            if found.len() >= count {
+                return Some(found);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            lines = cond.wait_timeout(lines, deadline - now).unwrap().0;
+        }
+    }
+
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.0.lock().unwrap().clone()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{sig}"), self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; `None` if it did not within `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain-TCP backend that stands in for ConfD's port.
+pub struct Backend {
+    pub listener: TcpListener,
+    pub addr: SocketAddr,
+}
+
+impl Backend {
+    pub fn new() -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind backend");
+        let addr = listener.local_addr().unwrap();
+        Backend { listener, addr }
+    }
+
+    /// `--backend ADDR` for the daemon.
+    pub fn arg(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Accepts one session and reads its header line.
+    pub fn accept(&self) -> (TcpStream, String) {
+        let (mut s, _) = self.listener.accept().expect("backend accept");
+        s.set_nodelay(true).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut header = Vec::new();
+        let mut byte = [0u8; 1];
+        while header.last() != Some(&b'\n') {
+            match s.read(&mut byte) {
+                Ok(1) => header.push(byte[0]),
+                _ => break,
+            }
+        }
+        (s, String::from_utf8_lossy(&header).into_owned())
+    }
+
+    /// Accepts without reading anything.
+    pub fn accept_raw(&self) -> TcpStream {
+        let (s, _) = self.listener.accept().expect("backend accept");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    }
+
+    /// How many connections are waiting to be accepted (non-blocking count).
+    pub fn pending_accepts(&self) -> usize {
+        self.listener.set_nonblocking(true).unwrap();
+        let mut n = 0;
+        while self.listener.accept().is_ok() {
+            n += 1;
+        }
+        self.listener.set_nonblocking(false).unwrap();
+        n
+    }
+}
+
+/// Reads from a plain socket until EOF; returns the bytes and whether it
+/// ended with EOF (true) or a reset/error (false).
+pub fn read_plain_to_end(s: &mut TcpStream) -> (Vec<u8>, bool) {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (data, true),
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return (data, false),
+        }
+    }
+}
+
+/// Deterministic pseudo-random bytes (NULs included).
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Writes all of `data` to a blocking writer.
+pub fn send_all(w: &mut impl Write, data: &[u8]) {
+    w.write_all(data).expect("write");
+    w.flush().expect("flush");
+}
