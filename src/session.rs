@@ -292,11 +292,7 @@ impl Session {
 
     /// Daemon shutdown: end with close_notify, dropping the backend.
     pub fn shutdown(&mut self, now: Instant) {
-        match self.phase {
-            Phase::Handshaking => self.end(EndReason::Shutdown),
-            Phase::Connecting | Phase::Relaying => self.close_now(EndReason::Shutdown, now),
-            Phase::Ended => {}
-        }
+        self.close_now(EndReason::Shutdown, now);
     }
 
     /// When [`Session::on_deadline`] should next be called, if ever.
@@ -381,7 +377,8 @@ impl Session {
         }
         self.note(reason);
         self.forced = true;
-        if self.phase == Phase::Handshaking {
+        if self.tls.is_handshaking() {
+            // No keys yet, so no close_notify to send.
             self.phase = Phase::Ended;
             return;
         }
@@ -629,5 +626,529 @@ impl<W: Write> Write for NoSignal<'_, W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.0.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every transition of the close state machine, over in-memory sockets
+    //! with a real rustls client on the other end.
+
+    use super::*;
+    use crate::test_pki as pki;
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use rustls::{ClientConfig, ClientConnection, RootCertStore};
+    use std::collections::VecDeque;
+
+    /// One socket as the session sees it.
+    struct Mem {
+        input: VecDeque<u8>,
+        eof: bool,
+        reset: bool,
+        output: Vec<u8>,
+        /// How many more bytes writes accept before WouldBlock.
+        room: usize,
+        write_shut: bool,
+    }
+
+    impl Mem {
+        fn new() -> Mem {
+            Mem {
+                input: VecDeque::new(),
+                eof: false,
+                reset: false,
+                output: Vec::new(),
+                room: usize::MAX,
+                write_shut: false,
+            }
+        }
+    }
+
+    impl Read for Mem {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.reset {
+                return Err(ErrorKind::ConnectionReset.into());
+            }
+            if self.input.is_empty() {
+                return if self.eof {
+                    Ok(0)
+                } else {
+                    Err(ErrorKind::WouldBlock.into())
+                };
+            }
+            self.input.read(buf)
+        }
+    }
+
+    impl Write for Mem {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.reset || self.write_shut {
+                return Err(ErrorKind::BrokenPipe.into());
+            }
+            let n = buf.len().min(self.room);
+            if n == 0 {
+                return Err(ErrorKind::WouldBlock.into());
+            }
+            self.room -= n;
+            self.output.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Stream for Mem {
+        fn shutdown_write(&mut self) -> io::Result<()> {
+            self.write_shut = true;
+            Ok(())
+        }
+    }
+
+    const HEADER: &[u8] = b"[admin;127.0.0.1/1;ssh;9000;100;;/var/confd/homes/admin;;]\n";
+
+    struct Rig {
+        session: Session,
+        client: ClientConnection,
+        /// The session's client socket; `client` talks through it.
+        c: Mem,
+        /// The session's backend socket; the test plays the backend.
+        b: Mem,
+        backend_connected: bool,
+        now: Instant,
+        scratch: Vec<u8>,
+        status: Status,
+        received: Vec<u8>,
+        client_saw_close_notify: bool,
+        client_error: Option<rustls::Error>,
+    }
+
+    fn limits(tls12_close: Tls12Close) -> Limits {
+        Limits {
+            handshake_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: None,
+            drain_timeout: Duration::from_secs(5),
+            tls12_close,
+        }
+    }
+
+    impl Rig {
+        fn new(version: &'static rustls::SupportedProtocolVersion, limits: Limits) -> Rig {
+            let ca = pki::Ca::new("CA");
+            let server = ca.server();
+            let user = ca.client("admin");
+            let server_config = crate::tls::build(
+                vec![server.der().to_vec().into()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server.key_der())),
+                vec![ca.der().to_vec().into()],
+                4096,
+            )
+            .unwrap();
+            let mut roots = RootCertStore::empty();
+            roots.add(ca.der().to_vec().into()).unwrap();
+            let client_config = ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(
+                vec![user.der().to_vec().into()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(user.key_der())),
+            )
+            .unwrap();
+            let mut client = ClientConnection::new(
+                Arc::new(client_config),
+                ServerName::try_from("localhost").unwrap(),
+            )
+            .unwrap();
+            client.set_buffer_limit(None);
+            let now = Instant::now();
+            Rig {
+                session: Session::new(
+                    ServerConnection::new(server_config).unwrap(),
+                    Arc::new(limits),
+                    now,
+                ),
+                client,
+                c: Mem::new(),
+                b: Mem::new(),
+                backend_connected: false,
+                now,
+                scratch: vec![0; 16 * 1024],
+                status: Status::Continue,
+                received: Vec::new(),
+                client_saw_close_notify: false,
+                client_error: None,
+            }
+        }
+
+        fn tls13() -> Rig {
+            Rig::new(&rustls::version::TLS13, limits(Tls12Close::Strict))
+        }
+
+        /// A relaying session: handshake done, header queued, backend up.
+        fn relaying(version: &'static rustls::SupportedProtocolVersion, policy: Tls12Close) -> Rig {
+            let mut rig = Rig::new(version, limits(policy));
+            rig.run();
+            assert_eq!(rig.status, Status::HandshakeDone);
+            rig.session.admit(HEADER, rig.now);
+            rig.connect();
+            rig.run();
+            assert_eq!(rig.b.output, HEADER);
+            rig.b.output.clear();
+            rig
+        }
+
+        fn connect(&mut self) {
+            self.session.backend_connected(self.now);
+            self.backend_connected = true;
+        }
+
+        /// Moves bytes between the rustls client and the session until
+        /// nothing changes, as an event loop with spurious wake-ups would.
+        fn run(&mut self) {
+            for _ in 0..10_000 {
+                let before = (self.c.input.len(), self.c.output.len(), self.b.output.len(), self.b.input.len());
+                if !self.c.reset && !self.c.eof {
+                    self.client.write_tls(&mut self.c.input).unwrap();
+                }
+                self.session.set_ready(Side::Client, true, true);
+                self.session.set_ready(Side::Backend, true, true);
+                let backend = self.backend_connected.then_some(&mut self.b);
+                self.status = self.session.pump(&mut self.c, backend, &mut self.scratch, self.now);
+                self.client_read();
+                let after = (self.c.input.len(), self.c.output.len(), self.b.output.len(), self.b.input.len());
+                if before == after && !self.client.wants_write() {
+                    return;
+                }
+            }
+            panic!("no quiescence");
+        }
+
+        fn client_read(&mut self) {
+            while !self.c.output.is_empty() && self.client.wants_read() {
+                let mut rd = &self.c.output[..];
+                let n = self.client.read_tls(&mut rd).unwrap();
+                self.c.output.drain(..n);
+                if let Err(e) = self.client.process_new_packets() {
+                    self.client_error = Some(e);
+                    self.c.output.clear();
+                    return;
+                }
+                let mut buf = [0u8; 8192];
+                loop {
+                    match self.client.reader().read(&mut buf) {
+                        Ok(0) => {
+                            self.client_saw_close_notify = true;
+                            break;
+                        }
+                        Ok(n) => self.received.extend_from_slice(&buf[..n]),
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+
+        fn client_send(&mut self, data: &[u8]) {
+            self.client.writer().write_all(data).unwrap();
+        }
+
+        fn client_close_notify(&mut self) {
+            self.client.send_close_notify();
+        }
+
+        fn backend_send(&mut self, data: &[u8]) {
+            self.b.input.extend(data);
+        }
+
+        fn reason(&self) -> EndReason {
+            self.session.end_reason().cloned().expect("an end reason")
+        }
+
+        fn advance(&mut self, by: Duration) {
+            self.now += by;
+            self.session.on_deadline(self.now);
+            self.run();
+        }
+    }
+
+    fn bytes(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    #[test]
+    fn header_goes_first_then_client_bytes() {
+        let mut rig = Rig::tls13();
+        rig.run();
+        assert_eq!(rig.status, Status::HandshakeDone);
+        // The client's first bytes arrive before the backend is even connected.
+        rig.client_send(b"<hello/>");
+        rig.session.admit(HEADER, rig.now);
+        rig.run();
+        assert!(rig.b.output.is_empty(), "nothing before the backend is up");
+        rig.connect();
+        rig.run();
+        assert_eq!(rig.b.output, [HEADER, b"<hello/>"].concat());
+        assert_eq!(rig.session.bytes().0, 8);
+    }
+
+    #[test]
+    fn backend_eof_delivers_everything_then_close_notify() {
+        for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            let mut rig = Rig::relaying(version, Tls12Close::Strict);
+            let data = bytes(300 * 1024);
+            rig.backend_send(&data);
+            rig.b.eof = true;
+            rig.run();
+            assert!(rig.received == data, "all bytes, in order");
+            assert!(rig.client_saw_close_notify);
+            assert!(rig.c.write_shut, "client write side shut after close_notify");
+            assert_eq!(rig.status, Status::Continue, "still reading the client");
+            assert_eq!(rig.session.deadline(), Some(rig.now + Duration::from_secs(5)));
+            // The client answers with its own close_notify: done.
+            rig.client_close_notify();
+            rig.run();
+            assert_eq!(rig.status, Status::Ended);
+            assert_eq!(rig.reason(), EndReason::BackendClosed);
+            assert!(rig.b.write_shut);
+        }
+    }
+
+    #[test]
+    fn client_close_notify_half_closes_in_tls13() {
+        let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+        rig.client_send(b"<rpc><close-session/></rpc>");
+        rig.client_close_notify();
+        rig.run();
+        assert_eq!(rig.b.output, b"<rpc><close-session/></rpc>");
+        assert!(rig.b.write_shut, "backend sees EOF after the last byte");
+        assert!(!rig.client_saw_close_notify, "the reply is still to come");
+        rig.backend_send(b"<ok/>");
+        rig.run();
+        assert_eq!(rig.received, b"<ok/>");
+        rig.b.eof = true;
+        rig.run();
+        assert!(rig.client_saw_close_notify);
+        assert_eq!(rig.status, Status::Ended);
+        assert_eq!(rig.reason(), EndReason::ClientCloseNotify);
+    }
+
+    #[test]
+    fn tls12_strict_answers_close_notify_at_once() {
+        let mut rig = Rig::relaying(&rustls::version::TLS12, Tls12Close::Strict);
+        rig.client_send(b"<rpc/>");
+        rig.client_close_notify();
+        rig.run();
+        assert_eq!(rig.b.output, b"<rpc/>");
+        assert!(rig.b.write_shut);
+        assert!(rig.client_saw_close_notify, "answered at once");
+        assert_eq!(rig.status, Status::Ended);
+        rig.backend_send(b"late");
+        rig.run();
+        assert!(rig.received.is_empty(), "later output discarded");
+    }
+
+    #[test]
+    fn tls12_half_close_relays_the_rest() {
+        let mut rig = Rig::relaying(&rustls::version::TLS12, Tls12Close::HalfClose);
+        rig.client_close_notify();
+        rig.run();
+        assert!(rig.b.write_shut);
+        assert!(!rig.client_saw_close_notify);
+        rig.backend_send(b"<ok/>");
+        rig.b.eof = true;
+        rig.run();
+        assert_eq!(rig.received, b"<ok/>");
+        assert!(rig.client_saw_close_notify);
+        assert_eq!(rig.status, Status::Ended);
+    }
+
+    #[test]
+    fn ragged_client_eof_is_a_truncation() {
+        let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+        rig.client_send(b"partial");
+        rig.run();
+        rig.c.eof = true;
+        rig.run();
+        assert_eq!(rig.status, Status::Ended);
+        assert_eq!(rig.reason(), EndReason::ClientEof);
+        assert!(rig.reason().is_truncation());
+        assert!(!rig.b.write_shut, "no clean EOF to the backend");
+    }
+
+    #[test]
+    fn client_reset_and_garbage_are_truncations() {
+        let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+        rig.c.reset = true;
+        rig.run();
+        assert!(matches!(rig.reason(), EndReason::ClientReset(_)));
+
+        let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+        rig.c.input.extend(b"\x17\x03\x03\x00\x05hello");
+        rig.run();
+        assert_eq!(rig.status, Status::Ended);
+        assert!(matches!(rig.reason(), EndReason::TlsError(_)), "{:?}", rig.reason());
+        assert!(rig.reason().is_truncation());
+        assert!(rig.client_error.is_some(), "the client got an alert");
+    }
+
+    #[test]
+    fn slow_backend_pauses_the_client() {
+        let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+        rig.b.room = 0;
+        let data = bytes(1 << 20);
+        rig.client_send(&data);
+        rig.run();
+        // rustls holds at most one record of plaintext; we hold at most one read.
+        assert!(rig.session.to_backend.bytes().len() <= 16 * 1024);
+        assert!(rig.c.input.len() > 900 * 1024, "the rest waits in the socket");
+        rig.b.room = usize::MAX;
+        rig.run();
+        assert!(rig.b.output == data);
+    }
+
+    #[test]
+    fn slow_client_pauses_the_backend() {
+        let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+        rig.c.room = 0;
+        let data = bytes(1 << 20);
+        rig.backend_send(&data);
+        rig.run();
+        assert!(rig.session.to_client.bytes().len() <= 16 * 1024);
+        assert!(rig.b.input.len() > 900 * 1024, "the rest waits in the backend socket");
+        rig.c.room = usize::MAX;
+        rig.run();
+        assert!(rig.received == data);
+    }
+
+    #[test]
+    fn handshake_timeout_ends_at_once() {
+        let mut rig = Rig::tls13();
+        assert_eq!(rig.session.deadline(), Some(rig.now + Duration::from_secs(10)));
+        rig.now += Duration::from_secs(9);
+        rig.session.on_deadline(rig.now);
+        assert!(rig.session.end_reason().is_none(), "not yet");
+        rig.now += Duration::from_secs(1);
+        rig.session.on_deadline(rig.now);
+        rig.run();
+        assert_eq!(rig.status, Status::Ended);
+        assert_eq!(rig.reason(), EndReason::HandshakeTimeout);
+    }
+
+    #[test]
+    fn idle_timeout_closes_then_gives_up_on_a_silent_client() {
+        let mut policy = limits(Tls12Close::Strict);
+        policy.idle_timeout = Some(Duration::from_secs(60));
+        let mut rig = Rig::new(&rustls::version::TLS13, policy);
+        rig.run();
+        rig.session.admit(HEADER, rig.now);
+        rig.connect();
+        rig.run();
+        assert_eq!(rig.session.deadline(), Some(rig.now + Duration::from_secs(60)));
+        rig.c.room = 0; // the client stopped reading
+        rig.advance(Duration::from_secs(60));
+        assert_eq!(rig.reason(), EndReason::IdleTimeout);
+        assert_eq!(rig.status, Status::Continue, "close_notify cannot be flushed");
+        rig.advance(Duration::from_secs(5));
+        assert_eq!(rig.status, Status::Ended);
+        assert_eq!(rig.reason(), EndReason::IdleTimeout);
+    }
+
+    #[test]
+    fn drain_deadline_extends_while_data_flows() {
+        let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+        rig.client_close_notify();
+        rig.run();
+        for _ in 0..5 {
+            rig.now += Duration::from_secs(4);
+            rig.backend_send(b"x");
+            rig.run();
+            rig.session.on_deadline(rig.now);
+            assert!(rig.session.end_reason() == Some(&EndReason::ClientCloseNotify));
+        }
+        assert_eq!(rig.received, b"xxxxx");
+        rig.advance(Duration::from_secs(5));
+        assert!(rig.client_saw_close_notify, "drain expiry closes cleanly");
+        assert_eq!(rig.status, Status::Ended);
+    }
+
+    #[test]
+    fn unreachable_backend_gets_close_notify() {
+        let mut rig = Rig::tls13();
+        rig.run();
+        rig.session.admit(HEADER, rig.now);
+        rig.session.backend_failed("connection refused".into(), rig.now);
+        rig.run();
+        assert!(rig.client_saw_close_notify);
+        assert_eq!(rig.status, Status::Ended);
+        assert!(matches!(rig.reason(), EndReason::BackendUnreachable(_)));
+    }
+
+    #[test]
+    fn connect_timeout_gets_close_notify() {
+        let mut rig = Rig::tls13();
+        rig.run();
+        rig.session.admit(HEADER, rig.now);
+        assert!(rig.session.is_connecting());
+        rig.advance(Duration::from_secs(10));
+        assert!(rig.client_saw_close_notify);
+        assert_eq!(rig.reason(), EndReason::ConnectTimeout);
+        assert_eq!(rig.status, Status::Ended);
+    }
+
+    #[test]
+    fn refused_identity_never_reaches_the_backend() {
+        let mut rig = Rig::tls13();
+        rig.run();
+        rig.client_send(b"<hello/>");
+        rig.session.refuse("no usable name".into(), rig.now);
+        rig.run();
+        assert!(rig.client_saw_close_notify);
+        assert_eq!(rig.status, Status::Ended);
+        assert!(rig.b.output.is_empty());
+    }
+
+    #[test]
+    fn shutdown_ends_with_close_notify() {
+        let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+        rig.backend_send(b"pending");
+        rig.session.shutdown(rig.now);
+        rig.run();
+        assert!(rig.client_saw_close_notify);
+        assert_eq!(rig.status, Status::Ended);
+        assert_eq!(rig.reason(), EndReason::Shutdown);
+
+        let mut rig = Rig::tls13();
+        rig.session.shutdown(rig.now);
+        rig.run();
+        assert_eq!(rig.status, Status::Ended);
+    }
+
+    #[test]
+    fn input_after_a_full_backend_close_is_dropped() {
+        let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+        rig.b.eof = true;
+        rig.run();
+        assert!(rig.client_saw_close_notify);
+        rig.b.reset = true; // ConfD closed the socket entirely
+        rig.client_send(b"<rpc/>");
+        rig.run();
+        assert_eq!(rig.status, Status::Ended);
+        assert_eq!(rig.reason(), EndReason::BackendClosed);
+    }
+
+    #[test]
+    fn backend_reset_closes_the_client_cleanly() {
+        let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+        rig.backend_send(b"partial");
+        rig.run();
+        rig.b.reset = true;
+        rig.run();
+        assert_eq!(rig.received, b"partial");
+        assert!(rig.client_saw_close_notify);
+        assert!(matches!(rig.reason(), EndReason::BackendReset(_)));
     }
 }
