@@ -811,16 +811,28 @@ mod tests {
         /// nothing changes, as an event loop with spurious wake-ups would.
         fn run(&mut self) {
             for _ in 0..10_000 {
-                let before = (self.c.input.len(), self.c.output.len(), self.b.output.len(), self.b.input.len());
+                let before = (
+                    self.c.input.len(),
+                    self.c.output.len(),
+                    self.b.output.len(),
+                    self.b.input.len(),
+                );
                 if !self.c.reset && !self.c.eof {
                     self.client.write_tls(&mut self.c.input).unwrap();
                 }
                 self.session.set_ready(Side::Client, true, true);
                 self.session.set_ready(Side::Backend, true, true);
                 let backend = self.backend_connected.then_some(&mut self.b);
-                self.status = self.session.pump(&mut self.c, backend, &mut self.scratch, self.now);
+                self.status = self
+                    .session
+                    .pump(&mut self.c, backend, &mut self.scratch, self.now);
                 self.client_read();
-                let after = (self.c.input.len(), self.c.output.len(), self.b.output.len(), self.b.input.len());
+                let after = (
+                    self.c.input.len(),
+                    self.c.output.len(),
+                    self.b.output.len(),
+                    self.b.input.len(),
+                );
                 if before == after && !self.client.wants_write() {
                     return;
                 }
@@ -905,9 +917,15 @@ mod tests {
             rig.run();
             assert!(rig.received == data, "all bytes, in order");
             assert!(rig.client_saw_close_notify);
-            assert!(rig.c.write_shut, "client write side shut after close_notify");
+            assert!(
+                rig.c.write_shut,
+                "client write side shut after close_notify"
+            );
             assert_eq!(rig.status, Status::Continue, "still reading the client");
-            assert_eq!(rig.session.deadline(), Some(rig.now + Duration::from_secs(5)));
+            assert_eq!(
+                rig.session.deadline(),
+                Some(rig.now + Duration::from_secs(5))
+            );
             // The client answers with its own close_notify: done.
             rig.client_close_notify();
             rig.run();
@@ -990,7 +1008,11 @@ mod tests {
         rig.c.input.extend(b"\x17\x03\x03\x00\x05hello");
         rig.run();
         assert_eq!(rig.status, Status::Ended);
-        assert!(matches!(rig.reason(), EndReason::TlsError(_)), "{:?}", rig.reason());
+        assert!(
+            matches!(rig.reason(), EndReason::TlsError(_)),
+            "{:?}",
+            rig.reason()
+        );
         assert!(rig.reason().is_truncation());
         assert!(rig.client_error.is_some(), "the client got an alert");
     }
@@ -1004,7 +1026,10 @@ mod tests {
         rig.run();
         // rustls holds at most one record of plaintext; we hold at most one read.
         assert!(rig.session.to_backend.bytes().len() <= 16 * 1024);
-        assert!(rig.c.input.len() > 900 * 1024, "the rest waits in the socket");
+        assert!(
+            rig.c.input.len() > 900 * 1024,
+            "the rest waits in the socket"
+        );
         rig.b.room = usize::MAX;
         rig.run();
         assert!(rig.b.output == data);
@@ -1018,7 +1043,10 @@ mod tests {
         rig.backend_send(&data);
         rig.run();
         assert!(rig.session.to_client.bytes().len() <= 16 * 1024);
-        assert!(rig.b.input.len() > 900 * 1024, "the rest waits in the backend socket");
+        assert!(
+            rig.b.input.len() > 900 * 1024,
+            "the rest waits in the backend socket"
+        );
         rig.c.room = usize::MAX;
         rig.run();
         assert!(rig.received == data);
@@ -1027,7 +1055,10 @@ mod tests {
     #[test]
     fn handshake_timeout_ends_at_once() {
         let mut rig = Rig::tls13();
-        assert_eq!(rig.session.deadline(), Some(rig.now + Duration::from_secs(10)));
+        assert_eq!(
+            rig.session.deadline(),
+            Some(rig.now + Duration::from_secs(10))
+        );
         rig.now += Duration::from_secs(9);
         rig.session.on_deadline(rig.now);
         assert!(rig.session.end_reason().is_none(), "not yet");
@@ -1047,11 +1078,18 @@ mod tests {
         rig.session.admit(HEADER, rig.now);
         rig.connect();
         rig.run();
-        assert_eq!(rig.session.deadline(), Some(rig.now + Duration::from_secs(60)));
+        assert_eq!(
+            rig.session.deadline(),
+            Some(rig.now + Duration::from_secs(60))
+        );
         rig.c.room = 0; // the client stopped reading
         rig.advance(Duration::from_secs(60));
         assert_eq!(rig.reason(), EndReason::IdleTimeout);
-        assert_eq!(rig.status, Status::Continue, "close_notify cannot be flushed");
+        assert_eq!(
+            rig.status,
+            Status::Continue,
+            "close_notify cannot be flushed"
+        );
         rig.advance(Duration::from_secs(5));
         assert_eq!(rig.status, Status::Ended);
         assert_eq!(rig.reason(), EndReason::IdleTimeout);
@@ -1080,7 +1118,8 @@ mod tests {
         let mut rig = Rig::tls13();
         rig.run();
         rig.session.admit(HEADER, rig.now);
-        rig.session.backend_failed("connection refused".into(), rig.now);
+        rig.session
+            .backend_failed("connection refused".into(), rig.now);
         rig.run();
         assert!(rig.client_saw_close_notify);
         assert_eq!(rig.status, Status::Ended);
