@@ -1,0 +1,598 @@
+//! The command line and configuration errors, against the real binary:
+//! `--help`, `--version`, `--check`, the GnuTLS demo's defaults, the config
+//! file, and one actionable line on stderr (exit status 1) for every kind of
+//! bad configuration.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Runs nctls with `args` in `cwd` and waits for it (killed after 10 s, which
+/// fails the test: every run here is expected to exit by itself).
+fn nctls(args: &[&str], cwd: &Path) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nctls"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("RUST_LOG")
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start nctls");
+    let deadline = Instant::now() + DEADLINE;
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("wait");
+            panic!(
+                "nctls {args:?} still running after {DEADLINE:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.wait_with_output().expect("wait")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A configuration error: status 1, nothing on stdout, exactly one line on
+/// stderr `nctls: ...` containing every `want`, no panic. Returns the line.
+fn assert_config_error(args: &[&str], cwd: &Path, want: &[&str]) -> String {
+    let out = nctls(args, cwd);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    let ctx = format!("nctls {args:?}\nstdout: {stdout:?}\nstderr: {stderr:?}");
+    assert_eq!(out.status.code(), Some(1), "{ctx}");
+    assert!(stdout.is_empty(), "{ctx}");
+    assert!(stderr.ends_with('\n'), "{ctx}");
+    assert_eq!(stderr.lines().count(), 1, "not one line: {ctx}");
+    let line = stderr.trim_end().to_string();
+    assert!(line.starts_with("nctls: "), "{ctx}");
+    for bad in ["panicked", "backtrace", "RUST_BACKTRACE"] {
+        assert!(!stderr.contains(bad), "{bad}: {ctx}");
+    }
+    for w in want {
+        assert!(line.contains(w), "missing {w:?}: {ctx}");
+    }
+    line
+}
+
+/// The same error from the real start-up and from `--check`.
+fn assert_config_error_both(args: &[&str], cwd: &Path, want: &[&str]) {
+    let run = assert_config_error(args, cwd, want);
+    let mut check = vec!["--check"];
+    check.extend_from_slice(args);
+    let checked = assert_config_error(&check, cwd, want);
+    assert_eq!(run, checked, "--check reports differently");
+}
+
+/// Whether `stdout` has a line whose words are exactly `words`.
+fn has_line(stdout: &str, words: &[&str]) -> bool {
+    stdout
+        .lines()
+        .any(|l| l.split_whitespace().collect::<Vec<_>>() == words)
+}
+
+fn args_with<'a>(base: &'a [String], extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v: Vec<&str> = base.iter().map(String::as_str).collect();
+    v.extend_from_slice(extra);
+    v
+}
+
+#[test]
+fn help_lists_every_option_and_exits_0() {
+    let dir = TempDir::new();
+    let out = nctls(&["--help"], dir.path());
+    assert!(out.status.success(), "{out:?}");
+    let help = text(&out.stdout);
+    assert!(out.stderr.is_empty(), "{out:?}");
+    for option in [
+        "--config",
+        "--listen",
+        "--backend",
+        "--cert",
+        "--key",
+        "--ca",
+        "--user",
+        "--header",
+        "--handshake-timeout",
+        "--connect-timeout",
+        "--idle-timeout",
+        "--drain-timeout",
+        "--tls12-close",
+        "--max-sessions",
+        "--max-record",
+        "--log-level",
+        "--check",
+        "--version",
+        "--help",
+    ] {
+        assert!(
+            help.lines()
+                .any(|l| l.split_whitespace().next() == Some(option)),
+            "--help does not list {option}:\n{help}"
+        );
+    }
+    // Defaults are documented where the operator looks for them.
+    for default in ["0.0.0.0:6513", "127.0.0.1:2023", "x509-server.pem", "4096"] {
+        assert!(help.contains(default), "no default {default}:\n{help}");
+    }
+}
+
+#[test]
+fn version_prints_name_and_version() {
+    let dir = TempDir::new();
+    let out = nctls(&["--version"], dir.path());
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(text(&out.stdout), "nctls 0.1.0\n");
+    assert_eq!(env!("CARGO_PKG_VERSION"), "0.1.0");
+    assert!(out.stderr.is_empty(), "{out:?}");
+}
+
+#[test]
+fn bad_command_line_values_name_the_option() {
+    let pki = Pki::new();
+    let base = pki.server_args();
+    let cwd = pki.dir.path();
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["--listen", "localhost"],
+            &["nctls: --listen: \"localhost\" is not IP:PORT (IPv6 as [::]:6513)"],
+        ),
+        (
+            &["--listen", "127.0.0.1:99999"],
+            &["--listen:", "\"127.0.0.1:99999\"", "is not IP:PORT"],
+        ),
+        (
+            &["--colour", "red"],
+            &["nctls: unknown option --colour", "--help"],
+        ),
+        (
+            &["--idle-timeout", "soon"],
+            &["nctls: --idle-timeout: \"soon\" is not a number of seconds"],
+        ),
+        (
+            &["--handshake-timeout", "0"],
+            &["nctls: --handshake-timeout: must be more than 0"],
+        ),
+        (
+            &["--drain-timeout=-3"],
+            &["nctls: --drain-timeout: \"-3\" is not a number of seconds"],
+        ),
+        (
+            &["--header", "xml"],
+            &["nctls: --header: \"xml\"", "confd", "none"],
+        ),
+        (
+            &["--tls12-close", "never"],
+            &["nctls: --tls12-close: \"never\"", "strict", "half-close"],
+        ),
+        (
+            &["--max-record", "100"],
+            &["nctls: --max-record: \"100\"", "512", "16384"],
+        ),
+        (
+            &["--max-sessions", "lots"],
+            &["nctls: --max-sessions: \"lots\""],
+        ),
+        (
+            &["--log-level", "loud"],
+            &["nctls: --log-level: \"loud\"", "debug"],
+        ),
+        (
+            &["--user", "a;b"],
+            &["nctls: --user: \"a;b\" cannot be a user name"],
+        ),
+        (
+            &["--backend", "127.0.0.1"],
+            &["nctls: --backend: \"127.0.0.1\" is not HOST:PORT"],
+        ),
+        (&["--backend"], &["nctls: --backend: missing value"]),
+        (&["stray"], &["nctls: unexpected argument \"stray\""]),
+    ];
+    for (extra, want) in cases {
+        // The listen address matters only if the error were missed.
+        let mut args = args_with(&base, &["--listen", "127.0.0.1:0"]);
+        args.extend_from_slice(extra);
+        assert_config_error_both(&args, cwd, want);
+    }
+}
+
+#[test]
+fn bad_files_name_the_option_the_file_and_the_reason() {
+    let pki = Pki::new();
+    let cwd = pki.dir.path();
+    let dir = pki.dir.path();
+    let garbage = dir.join("garbage.pem");
+    std::fs::write(&garbage, random_bytes(3000, 7)).unwrap();
+    let bad_base64 = dir.join("bad-base64.pem");
+    std::fs::write(
+        &bad_base64,
+        "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    // A key that belongs to another certificate.
+    let (_, other_key) = pki.ca.client("other").write(dir, "other");
+    let other_key = other_key.display().to_string();
+    let garbage = garbage.display().to_string();
+    let bad_base64 = bad_base64.display().to_string();
+    let dir_name = dir.display().to_string();
+    let cert = pki.file("x509-server.pem");
+    let key = pki.file("x509-server-key.pem");
+    let missing = dir.join("no-such-file.pem").display().to_string();
+
+    let cases: Vec<(Vec<&str>, Vec<String>)> = vec![
+        (
+            vec!["--cert", &missing],
+            vec![format!(
+                "nctls: --cert {missing}: cannot read: No such file or directory"
+            )],
+        ),
+        (
+            vec!["--cert", &dir_name],
+            vec![format!("nctls: --cert {dir_name}: cannot read:")],
+        ),
+        (
+            vec!["--cert", &garbage],
+            vec![format!("nctls: --cert {garbage}: no certificate found")],
+        ),
+        (
+            vec!["--cert", &bad_base64],
+            vec![format!("nctls: --cert {bad_base64}: not valid PEM")],
+        ),
+        (
+            vec!["--key", &missing],
+            vec![format!("nctls: --key {missing}: cannot read:")],
+        ),
+        (
+            vec!["--key", &cert],
+            vec![format!("nctls: --key {cert}: no private key found")],
+        ),
+        (
+            vec!["--key", &other_key],
+            vec![format!(
+                "nctls: --key {other_key} / --cert {cert}: the private key does not match the certificate"
+            )],
+        ),
+        (
+            vec!["--ca", &key],
+            vec![format!("nctls: --ca {key}: no certificate found")],
+        ),
+        (
+            vec!["--ca", &missing],
+            vec![format!("nctls: --ca {missing}: cannot read:")],
+        ),
+    ];
+    for (extra, want) in &cases {
+        let base = pki.server_args();
+        let mut args = args_with(&base, &["--listen", "127.0.0.1:0"]);
+        // Later options win: these replace the good files.
+        args.extend_from_slice(extra);
+        let want: Vec<&str> = want.iter().map(String::as_str).collect();
+        assert_config_error_both(&args, cwd, &want);
+    }
+}
+
+#[test]
+fn config_file_errors_name_the_file_and_line() {
+    let pki = Pki::new();
+    let cwd = pki.dir.path();
+    let missing = pki.file("missing.conf");
+    assert_config_error_both(
+        &["--config", &missing],
+        cwd,
+        &[&format!(
+            "nctls: --config: cannot read {missing}: No such file"
+        )],
+    );
+
+    let unknown = pki.file("unknown.conf");
+    std::fs::write(&unknown, "# nctls\ncolour = red\n").unwrap();
+    assert_config_error_both(
+        &["--config", &unknown],
+        cwd,
+        &[&format!("nctls: {unknown}:2: unknown option \"colour\"")],
+    );
+
+    let bad_value = pki.file("bad-value.conf");
+    std::fs::write(
+        &bad_value,
+        "listen = 127.0.0.1:0\n\nidle-timeout = soon\nuser = admin\n",
+    )
+    .unwrap();
+    assert_config_error_both(
+        &["--config", &bad_value],
+        cwd,
+        &[&format!(
+            "nctls: {bad_value}:3: idle-timeout: \"soon\" is not a number of seconds"
+        )],
+    );
+
+    let no_equals = pki.file("no-equals.conf");
+    std::fs::write(&no_equals, "listen 127.0.0.1:0\n").unwrap();
+    assert_config_error_both(
+        &["--config", &no_equals],
+        cwd,
+        &[&format!("nctls: {no_equals}:1: expected `name = value`")],
+    );
+
+    // A file named in the config file is checked like one on the command line.
+    let bad_cert = pki.file("bad-cert.conf");
+    std::fs::write(&bad_cert, "cert = /nonexistent/server.pem\n").unwrap();
+    assert_config_error_both(
+        &["--config", &bad_cert, "--listen", "127.0.0.1:0"],
+        cwd,
+        &["nctls: --cert /nonexistent/server.pem: cannot read:"],
+    );
+}
+
+#[test]
+fn address_in_use_names_the_address() {
+    let pki = Pki::new();
+    let backend = Backend::new();
+    let first = Daemon::start(&pki, &["--backend", &backend.arg()]);
+    let addr = first.addr.to_string();
+    let base = pki.server_args();
+    let backend_arg = backend.arg();
+    let args = args_with(&base, &["--listen", &addr, "--backend", &backend_arg]);
+    assert_config_error(
+        &args,
+        pki.dir.path(),
+        &[&format!("cannot listen on {addr}"), "in use"],
+    );
+    // The first daemon is unharmed.
+    let mut client = connect(first.addr, pki.client("admin", Version::Tls13)).unwrap();
+    client.write_all(b"<hello/>").unwrap();
+    let (_, header) = accept_within(&backend, DEADLINE);
+    assert!(header.starts_with("[admin;"), "{header}");
+}
+
+#[test]
+fn check_prints_the_configuration_and_ok() {
+    let pki = Pki::new();
+    // Held open: --check must not try to bind it.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    let base = pki.server_args();
+    let args = args_with(
+        &base,
+        &[
+            "--listen",
+            &taken,
+            "--listen",
+            "[::1]:7013",
+            "--backend",
+            "127.0.0.1:7023",
+            "--check",
+        ],
+    );
+    let out = nctls(&args, pki.dir.path());
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stderr.is_empty(), "{out:?}");
+    assert_eq!(stdout.lines().last(), Some("configuration OK"), "{stdout}");
+    assert!(
+        has_line(&stdout, &["listen", &taken, "[::1]:7013"]),
+        "{stdout}"
+    );
+    assert!(
+        has_line(&stdout, &["backend", "127.0.0.1:7023"]),
+        "{stdout}"
+    );
+    let cert = pki.file("x509-server.pem");
+    assert!(has_line(&stdout, &["cert", &cert]), "{stdout}");
+}
+
+#[test]
+fn check_fails_on_a_key_of_another_certificate() {
+    let pki = Pki::new();
+    let (_, other_key) = pki.ca.client("other").write(pki.dir.path(), "other");
+    let other_key = other_key.display().to_string();
+    let base = pki.server_args();
+    let args = args_with(&base, &["--key", &other_key, "--check"]);
+    let line = assert_config_error(
+        &args,
+        pki.dir.path(),
+        &["does not match the certificate", &other_key],
+    );
+    assert!(!line.contains("configuration OK"));
+}
+
+/// With no file options, nctls uses the GnuTLS demo's file names in the
+/// working directory and its addresses.
+#[test]
+fn defaults_are_the_gnutls_demo_files_and_ports() {
+    let pki = Pki::new();
+    let mut names: Vec<String> = std::fs::read_dir(pki.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["x509-ca.pem", "x509-server-key.pem", "x509-server.pem"]
+    );
+    let out = nctls(&["--check"], pki.dir.path());
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(has_line(&stdout, &["listen", "0.0.0.0:6513"]), "{stdout}");
+    assert!(
+        has_line(&stdout, &["backend", "127.0.0.1:2023"]),
+        "{stdout}"
+    );
+    assert!(has_line(&stdout, &["cert", "x509-server.pem"]), "{stdout}");
+    assert!(
+        has_line(&stdout, &["key", "x509-server-key.pem"]),
+        "{stdout}"
+    );
+    assert!(has_line(&stdout, &["ca", "x509-ca.pem"]), "{stdout}");
+    assert!(has_line(&stdout, &["header", "confd"]), "{stdout}");
+    assert!(has_line(&stdout, &["max-record", "4096"]), "{stdout}");
+    assert_eq!(stdout.lines().last(), Some("configuration OK"), "{stdout}");
+
+    // Without the files, the default names are what the error shows.
+    let empty = TempDir::new();
+    assert_config_error(
+        &["--check"],
+        empty.path(),
+        &["nctls: --cert x509-server.pem: cannot read: No such file or directory"],
+    );
+}
+
+/// A daemon started with nothing but `--config FILE` (listen, backend and
+/// user from the file, certificate files from the default names in its
+/// working directory) serves a session with the file's user.
+#[test]
+fn config_file_alone_runs_a_session() {
+    let pki = Pki::new();
+    let backend = Backend::new();
+    let conf = pki.file("nctls.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "# nctls test configuration\n\
+             listen = 127.0.0.1:0\n\
+             backend = {}\n\
+             \n\
+             user = \"oper\"\n\
+             max-record = 4096\n",
+            backend.arg()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::spawn(&["--config".to_string(), conf], pki.dir.path());
+    let mut client = connect(daemon.addr, pki.client("admin", Version::Tls13)).unwrap();
+    client.write_all(b"<hello/>").unwrap();
+    let (mut b, header) = accept_within(&backend, DEADLINE);
+    assert!(header.starts_with("[oper;127.0.0.1/"), "{header}");
+    assert!(
+        header.ends_with(";ssh;9000;100;;/var/confd/homes/oper;;]\n"),
+        "{header}"
+    );
+    let mut hello = [0u8; 8];
+    b.read_exact(&mut hello).unwrap();
+    assert_eq!(&hello, b"<hello/>");
+    b.write_all(b"<ok/>").unwrap();
+    drop(b);
+    let (data, ending) = read_to_end(&mut client);
+    assert_eq!(data, b"<ok/>");
+    assert_eq!(ending, Ending::CloseNotify);
+    // Answer the close (the relay lingers for it, up to --drain-timeout).
+    send_close_notify(&mut client);
+    drop(client);
+    let end = daemon
+        .wait_log("session end:", DEADLINE)
+        .expect("session end logged");
+    assert!(end.contains("user=oper "), "{end}");
+}
+
+/// The command line beats the config file, option by option; a command-line
+/// `--listen` replaces the file's list.
+#[test]
+fn command_line_overrides_the_config_file() {
+    let pki = Pki::new();
+    let conf = pki.file("nctls.conf");
+    std::fs::write(
+        &conf,
+        "listen = 127.0.0.1:7100\nlisten = 127.0.0.1:7101\nbackend = 127.0.0.1:7200\n\
+         user = oper\nmax-record = 8192\n",
+    )
+    .unwrap();
+    let file_only = nctls(&["--config", &conf, "--check"], pki.dir.path());
+    let stdout = text(&file_only.stdout);
+    assert!(file_only.status.success(), "{file_only:?}");
+    assert!(
+        has_line(&stdout, &["listen", "127.0.0.1:7100", "127.0.0.1:7101"]),
+        "{stdout}"
+    );
+    assert!(
+        has_line(&stdout, &["backend", "127.0.0.1:7200"]),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("user          oper (every verified client)"),
+        "{stdout}"
+    );
+    assert!(has_line(&stdout, &["max-record", "8192"]), "{stdout}");
+
+    // Before and after --config: the command line wins either way.
+    for args in [
+        vec![
+            "--user",
+            "admin",
+            "--listen",
+            "127.0.0.1:7300",
+            "--config",
+            &conf,
+            "--check",
+        ],
+        vec![
+            "--config",
+            &conf,
+            "--user",
+            "admin",
+            "--listen",
+            "127.0.0.1:7300",
+            "--check",
+        ],
+    ] {
+        let out = nctls(&args, pki.dir.path());
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        assert!(
+            stdout.contains("user          admin (every verified client)"),
+            "{args:?}: {stdout}"
+        );
+        assert!(
+            has_line(&stdout, &["listen", "127.0.0.1:7300"]),
+            "{args:?}: {stdout}"
+        );
+        // Not overridden: still the file's.
+        assert!(
+            has_line(&stdout, &["backend", "127.0.0.1:7200"]),
+            "{args:?}: {stdout}"
+        );
+        assert!(
+            has_line(&stdout, &["max-record", "8192"]),
+            "{args:?}: {stdout}"
+        );
+    }
+}
+
+/// Accepts one backend connection within `timeout` and reads its header line.
+fn accept_within(backend: &Backend, timeout: Duration) -> (TcpStream, String) {
+    let deadline = Instant::now() + timeout;
+    backend.listener.set_nonblocking(true).unwrap();
+    let mut s = loop {
+        match backend.listener.accept() {
+            Ok((s, _)) => break s,
+            Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) => panic!("no backend connection: {e}"),
+        }
+    };
+    backend.listener.set_nonblocking(false).unwrap();
+    s.set_nonblocking(false).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut header = Vec::new();
+    let mut byte = [0u8; 1];
+    while header.last() != Some(&b'\n') {
+        match s.read(&mut byte) {
+            Ok(1) => header.push(byte[0]),
+            _ => break,
+        }
+    }
+    (s, String::from_utf8_lossy(&header).into_owned())
+}
