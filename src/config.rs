@@ -165,6 +165,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
                 known(flag).ok_or_else(|| unknown(flag))?;
                 let value = args
                     .next()
+                    .filter(|v| !v.starts_with("--"))
                     .ok_or_else(|| ConfigError(format!("--{flag}: missing value")))?;
                 (flag.to_string(), value)
             }
@@ -468,6 +469,7 @@ mod tests {
             ),
             (&["--user", "a;b"], "--user: \"a;b\" cannot be a user name"),
             (&["--backend"], "--backend: missing value"),
+            (&["--backend", "--check"], "--backend: missing value"),
             (&["stray"], "unexpected argument \"stray\""),
         ];
         for (list, want) in cases {

@@ -107,6 +107,7 @@ fn key_error(e: rustls::Error) -> String {
         rustls::Error::InconsistentKeys(_) => {
             "the private key does not match the certificate".into()
         }
+        rustls::Error::InvalidCertificate(e) => format!("unusable certificate: {e:?}"),
         other => format!("unusable certificate or key: {other}"),
     }
 }
