@@ -319,7 +319,14 @@ impl Session {
             Phase::Connecting => self.close_now(EndReason::ConnectTimeout, now),
             Phase::Relaying if self.forced => self.end(EndReason::DrainTimeout),
             Phase::Relaying if self.reason.is_none() => self.close_now(EndReason::IdleTimeout, now),
-            Phase::Relaying => self.close_now(EndReason::DrainTimeout, now),
+            Phase::Relaying => {
+                // Still waiting on the backend: the timeout, not the
+                // client's close_notify, is what ended this session.
+                if self.down == Down::Open {
+                    self.reason = Some(EndReason::DrainTimeout);
+                }
+                self.close_now(EndReason::DrainTimeout, now)
+            }
             Phase::Ended => {}
         }
     }
@@ -1111,6 +1118,7 @@ mod tests {
         rig.advance(Duration::from_secs(5));
         assert!(rig.client_saw_close_notify, "drain expiry closes cleanly");
         assert_eq!(rig.status, Status::Ended);
+        assert_eq!(rig.reason(), EndReason::DrainTimeout);
     }
 
     #[test]

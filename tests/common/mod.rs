@@ -7,6 +7,7 @@ pub mod pki;
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -358,4 +359,137 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
 pub fn send_all(w: &mut impl Write, data: &[u8]) {
     w.write_all(data).expect("write");
     w.flush().expect("flush");
+}
+
+impl Daemon {
+    /// The `session end:` line of the client whose local address is `client`.
+    pub fn session_end(&self, client: SocketAddr, timeout: Duration) -> Option<String> {
+        self.wait_log(&format!("session end: client={client} "), timeout)
+    }
+}
+
+/// The `reason=` of a `session end:` line (everything after it).
+pub fn end_reason(line: &str) -> &str {
+    line.split_once(" reason=").map_or("", |(_, r)| r)
+}
+
+/// A space-free `NAME=value` field of a `session end:` line.
+pub fn end_field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let start = line.find(&format!(" {name}="))? + name.len() + 2;
+    let rest = &line[start..];
+    Some(rest.split(' ').next().unwrap_or(rest))
+}
+
+impl Backend {
+    /// Like [`Backend::accept`], but gives up after `timeout` instead of
+    /// blocking forever when the daemon never connects.
+    pub fn accept_within(&self, timeout: Duration) -> Option<(TcpStream, String)> {
+        wait_readable(self.listener.as_raw_fd(), timeout).then(|| self.accept())
+    }
+}
+
+/// Waits until `fd` is readable (or a listener has a connection).
+pub fn wait_readable(fd: RawFd, timeout: Duration) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: one valid pollfd, count 1.
+    let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+    rc == 1
+}
+
+/// Makes closing `s` send a TCP RST instead of a FIN (SO_LINGER 0).
+pub fn set_linger_zero(s: &TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid linger struct and its exact size.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_LINGER: {}", io::Error::last_os_error());
+}
+
+/// Like [`connect`], but keeps the stream when the handshake fails, so the
+/// caller still knows its local address and can read the server's alert.
+pub fn try_connect(addr: SocketAddr, config: Arc<ClientConfig>) -> (TlsStream, io::Result<()>) {
+    let tcp = TcpStream::connect(addr).expect("TCP connect");
+    tcp.set_nodelay(true).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let conn = ClientConnection::new(config, ServerName::try_from("localhost").unwrap())
+        .expect("client connection");
+    let mut stream = StreamOwned::new(conn, tcp);
+    let mut result = Ok(());
+    while stream.conn.is_handshaking() {
+        if let Err(e) = stream.conn.complete_io(&mut stream.sock) {
+            result = Err(e);
+            break;
+        }
+    }
+    (stream, result)
+}
+
+/// Sends `send` and, at the same time, reads until `expect` plaintext bytes
+/// arrived (two threads over one rustls connection), so neither direction
+/// waits for the other. Panics on any error or an early end (or after 10 s
+/// without progress: sets the socket's write timeout).
+pub fn duplex(stream: TlsStream, send: &[u8], expect: usize) -> (TlsStream, Vec<u8>) {
+    let StreamOwned { conn, sock } = stream;
+    sock.set_write_timeout(Some(Duration::from_secs(10)))
+        .expect("write timeout");
+    let conn = Mutex::new(conn);
+    let mut wsock = sock.try_clone().expect("clone socket");
+    let mut rsock = sock;
+    let received = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            for chunk in send.chunks(16 * 1024) {
+                let mut out = Vec::new();
+                {
+                    let mut c = conn.lock().unwrap();
+                    c.writer().write_all(chunk).expect("plaintext into rustls");
+                    while c.wants_write() {
+                        c.write_tls(&mut out).expect("rustls output");
+                    }
+                }
+                wsock.write_all(&out).expect("send");
+            }
+        });
+        let mut received = Vec::with_capacity(expect);
+        let mut buf = vec![0u8; 64 * 1024];
+        while received.len() < expect {
+            let n = rsock.read(&mut buf).expect("receive");
+            assert!(n > 0, "EOF after {} of {expect} bytes", received.len());
+            let mut c = conn.lock().unwrap();
+            let mut input = &buf[..n];
+            while !input.is_empty() {
+                c.read_tls(&mut input).expect("read_tls");
+                c.process_new_packets().expect("TLS error");
+                loop {
+                    let mut plain = [0u8; 16 * 1024];
+                    match c.reader().read(&mut plain) {
+                        Ok(0) => panic!("close_notify after {} bytes", received.len()),
+                        Ok(n) => received.extend_from_slice(&plain[..n]),
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(e) => panic!("read: {e}"),
+                    }
+                }
+            }
+        }
+        writer.join().expect("writer thread");
+        received
+    });
+    (
+        StreamOwned::new(conn.into_inner().unwrap(), rsock),
+        received,
+    )
 }
