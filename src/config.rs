@@ -15,7 +15,7 @@ use std::time::Duration;
 use log::LevelFilter;
 
 use crate::header::{self, HeaderFields, HeaderKind};
-use crate::identity::Identity;
+use crate::identity::{MapType, Rule};
 use crate::session::{Limits, Tls12Close};
 
 /// Everything the server needs, validated.
@@ -26,7 +26,10 @@ pub struct Config {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub ca: PathBuf,
-    pub identity: Identity,
+    pub crls: Vec<PathBuf>,
+    pub min_tls: MinTls,
+    /// Cert-to-name rules, tried in order; never empty.
+    pub identity: Vec<Rule>,
     pub header: HeaderKind,
     pub fields: HeaderFields,
     pub limits: Arc<Limits>,
@@ -36,11 +39,20 @@ pub struct Config {
     pub log_level: LevelFilter,
 }
 
+/// The oldest TLS version accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MinTls {
+    V12,
+    V13,
+}
+
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Command {
     Run(Config),
     Check(Config),
+    /// `nctls fingerprint FILE...`: print RFC 7407 fingerprints.
+    Fingerprint(Vec<PathBuf>),
     Help,
     Version,
 }
@@ -71,7 +83,10 @@ const OPTIONS: &[OptionSpec] = &[
     OptionSpec { name: "cert", arg: "FILE", help: "server certificate chain, PEM [x509-server.pem]" },
     OptionSpec { name: "key", arg: "FILE", help: "server private key, PEM (PKCS#8, PKCS#1 or SEC1) [x509-server-key.pem]" },
     OptionSpec { name: "ca", arg: "FILE", help: "CA certificate(s) that issue client certificates, PEM [x509-ca.pem]" },
-    OptionSpec { name: "user", arg: "NAME", help: "every verified client is this user (the GnuTLS demo's behaviour); default: the certificate's CommonName" },
+    OptionSpec { name: "crl", arg: "FILE", help: "certificate revocation list(s), PEM, repeatable; revoked or expired-CRL clients are refused" },
+    OptionSpec { name: "min-tls", arg: "1.2|1.3", help: "oldest TLS version accepted [1.2]" },
+    OptionSpec { name: "user", arg: "NAME", help: "every verified client is this user (the GnuTLS demo's behaviour); same as --map '* specified NAME'" },
+    OptionSpec { name: "map", arg: "RULE", help: "cert-to-name rule 'FINGERPRINT MAP-TYPE [NAME]', repeatable, tried in order [* common-name]" },
     OptionSpec { name: "header", arg: "confd|none", help: "session header written to the backend first [confd]" },
     OptionSpec { name: "handshake-timeout", arg: "SECS", help: "drop clients that have not finished the TLS handshake [10]" },
     OptionSpec { name: "connect-timeout", arg: "SECS", help: "give up connecting to the backend [10]" },
@@ -93,6 +108,7 @@ pub fn usage() -> String {
          every session with a clean TLS close_notify.\n\
          \n\
          Usage: nctls [OPTIONS]\n\
+                nctls fingerprint FILE.pem...   (print RFC 7407 fingerprints for --map rules)\n\
          \n\
          Options (defaults in brackets):\n",
     );
@@ -143,7 +159,16 @@ impl Setting {
 pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, ConfigError> {
     let mut cli = Vec::new();
     let mut check = false;
-    let mut args = args.into_iter();
+    let mut args = args.into_iter().peekable();
+    if args.peek().map(String::as_str) == Some("fingerprint") {
+        let files: Vec<PathBuf> = args.skip(1).map(PathBuf::from).collect();
+        if files.is_empty() {
+            return Err(ConfigError(
+                "fingerprint: name at least one PEM file".into(),
+            ));
+        }
+        return Ok(Command::Fingerprint(files));
+    }
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--help" | "-h" => return Ok(Command::Help),
@@ -181,9 +206,11 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
     if let Some(file) = cli.iter().rev().find(|s| s.name == "config") {
         settings = read_file(&file.value)?;
     }
-    // Repeatable `listen`: the command line's list replaces the file's.
-    if cli.iter().any(|s| s.name == "listen") {
-        settings.retain(|s| s.name != "listen");
+    // A repeatable option on the command line replaces the file's list.
+    for name in REPEATABLE {
+        if cli.iter().any(|s| s.name == *name) {
+            settings.retain(|s| s.name != *name);
+        }
     }
     settings.extend(cli);
     let config = build(&settings)?;
@@ -193,6 +220,9 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
         Command::Run(config)
     })
 }
+
+/// Options that may be given several times, building a list.
+const REPEATABLE: &[&str] = &["listen", "map", "crl"];
 
 fn known(name: &str) -> Option<&'static OptionSpec> {
     OPTIONS.iter().find(|o| o.name == name)
@@ -244,7 +274,10 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
     let mut cert = PathBuf::from("x509-server.pem");
     let mut key = PathBuf::from("x509-server-key.pem");
     let mut ca = PathBuf::from("x509-ca.pem");
-    let mut identity = Identity::CommonName;
+    let mut crls = Vec::new();
+    let mut min_tls = MinTls::V12;
+    let mut fixed_user: Option<&Setting> = None;
+    let mut rules = Vec::new();
     let mut header = HeaderKind::Confd;
     let mut limits = Limits {
         handshake_timeout: Duration::from_secs(10),
@@ -272,7 +305,16 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
             "user" => {
                 header::check_user(v)
                     .map_err(|why| s.error(format!("{v:?} cannot be a user name: {why}")))?;
-                identity = Identity::Fixed(v.to_string());
+                fixed_user = Some(s);
+            }
+            "map" => rules.push(Rule::parse(v).map_err(|why| s.error(why))?),
+            "crl" => crls.push(path(s)?),
+            "min-tls" => {
+                min_tls = match v {
+                    "1.2" => MinTls::V12,
+                    "1.3" => MinTls::V13,
+                    _ => return Err(s.error(format!("{v:?}: expected 1.2 or 1.3"))),
+                }
             }
             "header" => {
                 header = HeaderKind::parse(v)
@@ -304,6 +346,21 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
             other => return Err(unknown(other)),
         }
     }
+    let identity =
+        match (fixed_user, rules.is_empty()) {
+            (Some(user), false) => return Err(user.error(
+                "cannot be combined with --map (add '* specified NAME' as the last rule instead)",
+            )),
+            (Some(user), true) => vec![Rule {
+                fingerprint: None,
+                map: MapType::Specified(user.value.clone()),
+            }],
+            (None, true) => vec![Rule {
+                fingerprint: None,
+                map: MapType::CommonName,
+            }],
+            (None, false) => rules,
+        };
     if listen.is_empty() {
         listen.push("0.0.0.0:6513".parse().expect("valid default"));
     }
@@ -313,6 +370,8 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
         cert,
         key,
         ca,
+        crls,
+        min_tls,
         identity,
         header,
         fields: HeaderFields::default(),
@@ -370,9 +429,19 @@ impl fmt::Display for Config {
         writeln!(f, "cert          {}", self.cert.display())?;
         writeln!(f, "key           {}", self.key.display())?;
         writeln!(f, "ca            {}", self.ca.display())?;
-        match &self.identity {
-            Identity::Fixed(u) => writeln!(f, "user          {u} (every verified client)")?,
-            Identity::CommonName => writeln!(f, "user          certificate CommonName")?,
+        for crl in &self.crls {
+            writeln!(f, "crl           {}", crl.display())?;
+        }
+        writeln!(
+            f,
+            "min-tls       {}",
+            match self.min_tls {
+                MinTls::V12 => "1.2",
+                MinTls::V13 => "1.3",
+            }
+        )?;
+        for rule in &self.identity {
+            writeln!(f, "map           {rule}")?;
         }
         writeln!(f, "header        {}", self.header)?;
         let l = &self.limits;
@@ -418,7 +487,8 @@ mod tests {
         assert_eq!(c.key, PathBuf::from("x509-server-key.pem"));
         assert_eq!(c.ca, PathBuf::from("x509-ca.pem"));
         assert_eq!(c.header, HeaderKind::Confd);
-        assert_eq!(c.identity, Identity::CommonName);
+        assert_eq!(c.identity, vec![Rule::parse("* common-name").unwrap()]);
+        assert_eq!(c.min_tls, MinTls::V12);
         assert_eq!(c.limits.tls12_close, Tls12Close::Strict);
         assert_eq!(c.max_record, 4096);
     }
@@ -438,7 +508,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.listen.len(), 2);
         assert!(c.listen[1].is_ipv6());
-        assert_eq!(c.identity, Identity::Fixed("admin".into()));
+        assert_eq!(c.identity, vec![Rule::parse("* specified admin").unwrap()]);
         assert_eq!(c.limits.idle_timeout, Some(Duration::from_millis(500)));
         assert_eq!(c.limits.tls12_close, Tls12Close::HalfClose);
     }
@@ -468,6 +538,15 @@ mod tests {
                 "--max-sessions: \"0\": expected a whole number",
             ),
             (&["--user", "a;b"], "--user: \"a;b\" cannot be a user name"),
+            (
+                &["--user", "x", "--map", "* common-name"],
+                "--user: cannot be combined with --map",
+            ),
+            (&["--map", "* cn"], "--map: unknown map type"),
+            (
+                &["--min-tls", "1.1"],
+                "--min-tls: \"1.1\": expected 1.2 or 1.3",
+            ),
             (&["--backend"], "--backend: missing value"),
             (&["--backend", "--check"], "--backend: missing value"),
             (&["stray"], "unexpected argument \"stray\""),
@@ -488,7 +567,7 @@ mod tests {
             origin: Origin::CommandLine,
         });
         let c = build(&settings).unwrap();
-        assert_eq!(c.identity, Identity::Fixed("oper".into()));
+        assert_eq!(c.identity, vec![Rule::parse("* specified oper").unwrap()]);
         assert_eq!(c.max_sessions, 7);
         assert_eq!(
             c.listen,
@@ -507,6 +586,17 @@ mod tests {
         let settings = parse_file("a.conf", "\n\nmax-record = 9").unwrap();
         let err = build(&settings).unwrap_err();
         assert!(err.0.starts_with("a.conf:3: max-record:"), "{}", err.0);
+    }
+
+    #[test]
+    fn maps_keep_their_order_and_fingerprint_subcommand() {
+        let c = run(&["--map", "* san-dns-name", "--map=* specified guest"]).unwrap();
+        assert_eq!(c.identity.len(), 2);
+        assert_eq!(c.identity[1].to_string(), "* specified guest");
+        match parse_args(args(&["fingerprint", "a.pem", "b.pem"])).unwrap() {
+            Command::Fingerprint(files) => assert_eq!(files.len(), 2),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! Just enough DER to read a certificate's subject name.
+//! Just enough DER to read a certificate's subject and subjectAltNames.
 //!
 //! rustls verifies certificates but does not expose their fields; a full
-//! X.509 crate would be the biggest dependency of the project for two
-//! values (the subject for logs, its CommonName for the default identity).
+//! X.509 crate would be the biggest dependency of the project for the few
+//! values RFC 7407's cert-to-name needs (CommonName, rfc822/DNS/IP SANs)
+//! and the subject for logs.
 //! Everything here is bounds-checked and returns `None` on malformed input.
 
 /// One TLV: its tag and contents.
@@ -58,6 +59,8 @@ fn children(mut body: &[u8]) -> impl Iterator<Item = Option<Tlv<'_>>> + '_ {
     })
 }
 
+const BOOLEAN: u8 = 0x01;
+const OCTET_STRING: u8 = 0x04;
 const SEQUENCE: u8 = 0x30;
 const SET: u8 = 0x31;
 const OID: u8 = 0x06;
@@ -72,23 +75,34 @@ pub struct Attribute {
     pub value: Option<String>,
 }
 
+/// The fields of a certificate's TBSCertificate, in order.
+fn tbs_fields(cert: &[u8]) -> Option<Vec<Tlv<'_>>> {
+    let (cert, _) = next(cert).filter(|(t, _)| t.tag == SEQUENCE)?;
+    let (tbs, _) = next(cert.body).filter(|(t, _)| t.tag == SEQUENCE)?;
+    let mut fields = children(tbs.body).collect::<Option<Vec<_>>>()?;
+    if fields.first()?.tag != VERSION {
+        // v1 certificates have no version field; keep indexes uniform.
+        fields.insert(
+            0,
+            Tlv {
+                tag: VERSION,
+                body: &[],
+            },
+        );
+    }
+    Some(fields)
+}
+
+// Indexes into `tbs_fields`: version, serial, signature, issuer, validity,
+// subject, subjectPublicKeyInfo, then optional unique ids and extensions.
+const SUBJECT: usize = 5;
+const EXTENSIONS: u8 = 0xa3;
+
 /// The subject's attributes in certificate order, or `None` if the
 /// certificate cannot be parsed.
 pub fn subject(cert: &[u8]) -> Option<Vec<Attribute>> {
-    let (cert, _) = next(cert).filter(|(t, _)| t.tag == SEQUENCE)?;
-    let (tbs, _) = next(cert.body).filter(|(t, _)| t.tag == SEQUENCE)?;
-    let mut fields = children(tbs.body);
-    if fields.next()??.tag == VERSION {
-        fields.next()??; // serial number
-    }
-    // signature algorithm, issuer, validity, then the subject
-    for _ in 0..3 {
-        fields.next()??;
-    }
-    let name = fields.next()??;
-    if name.tag != SEQUENCE {
-        return None;
-    }
+    let fields = tbs_fields(cert)?;
+    let name = fields.get(SUBJECT).filter(|n| n.tag == SEQUENCE)?;
     let mut attributes = Vec::new();
     for rdn in children(name.body) {
         let rdn = rdn.filter(|r| r.tag == SET)?;
@@ -103,6 +117,59 @@ pub fn subject(cert: &[u8]) -> Option<Vec<Attribute>> {
         }
     }
     Some(attributes)
+}
+
+/// One subjectAltName entry of the kinds RFC 7407 maps to user names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AltName {
+    /// rfc822Name, as raw bytes (IA5String; may hold anything in a hostile cert).
+    Email(Vec<u8>),
+    /// dNSName, raw bytes.
+    Dns(Vec<u8>),
+    /// iPAddress: 4 or 16 bytes (anything else is kept raw and rejected later).
+    Ip(Vec<u8>),
+}
+
+/// The certificate's subjectAltName entries of those kinds, in order;
+/// `None` if the certificate cannot be parsed, empty if it has none.
+pub fn alt_names(cert: &[u8]) -> Option<Vec<AltName>> {
+    let fields = tbs_fields(cert)?;
+    let Some(extensions) = fields
+        .iter()
+        .skip(SUBJECT + 2)
+        .find(|f| f.tag == EXTENSIONS)
+    else {
+        return Some(Vec::new());
+    };
+    let (list, _) = next(extensions.body).filter(|(l, _)| l.tag == SEQUENCE)?;
+    let mut names = Vec::new();
+    for ext in children(list.body) {
+        let ext = ext.filter(|e| e.tag == SEQUENCE)?;
+        let (oid, mut rest) = next(ext.body).filter(|(o, _)| o.tag == OID)?;
+        if oid.body != [0x55, 0x1d, 0x11] {
+            continue;
+        }
+        let (mut value, after) = next(rest)?;
+        if value.tag == BOOLEAN {
+            rest = after;
+            value = next(rest)?.0;
+        }
+        if value.tag != OCTET_STRING {
+            return None;
+        }
+        let (general_names, _) = next(value.body).filter(|(g, _)| g.tag == SEQUENCE)?;
+        for name in children(general_names.body) {
+            let name = name?;
+            let bytes = name.body.to_vec();
+            match name.tag {
+                0x81 => names.push(AltName::Email(bytes)),
+                0x82 => names.push(AltName::Dns(bytes)),
+                0x87 => names.push(AltName::Ip(bytes)),
+                _ => {}
+            }
+        }
+    }
+    Some(names)
 }
 
 /// The subject's single CommonName; `None` if absent, repeated or not text.
@@ -216,6 +283,7 @@ mod tests {
         let der = ca.client("admin").der().to_vec();
         for cut in 0..der.len() {
             let _ = subject(&der[..cut]);
+            let _ = alt_names(&der[..cut]);
         }
         let mut seed = 7u32;
         let mut flipped = der.clone();
@@ -224,10 +292,27 @@ mod tests {
             let at = (seed as usize >> 8) % flipped.len();
             flipped[at] ^= (seed >> 3) as u8;
             let _ = subject(&flipped);
+            let _ = alt_names(&flipped);
             if i % 50 == 0 {
                 flipped.copy_from_slice(&der);
             }
         }
+    }
+
+    #[test]
+    fn reads_alt_names_in_order() {
+        let ca = pki::Ca::new("Test CA");
+        let cert = ca.server();
+        let names = alt_names(cert.der()).unwrap();
+        assert_eq!(
+            names,
+            vec![
+                AltName::Dns(b"localhost".to_vec()),
+                AltName::Ip(vec![127, 0, 0, 1]),
+                AltName::Ip([0u8; 15].iter().copied().chain([1]).collect()),
+            ]
+        );
+        assert_eq!(alt_names(ca.client("x").der()), Some(Vec::new()));
     }
 
     #[test]

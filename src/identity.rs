@@ -1,23 +1,329 @@
-//! Who the client is: from its verified certificate to a NETCONF user name.
+//! Who the client is: RFC 7589 §7 / RFC 7407 cert-to-name, from a verified
+//! certificate chain to a NETCONF user name.
 //!
-//! RFC 7589 §7 asks the server to derive the user from the certificate and to
-//! refuse the session when it cannot. Two rules exist so far: every verified
-//! client is one fixed user (what ConfD's GnuTLS demo does with `admin`), or
-//! the user is the certificate subject's CommonName.
+//! Rules are tried in order. A rule applies when its fingerprint matches the
+//! client certificate or any CA certificate on the verified path to a
+//! configured trust anchor (or when it has no fingerprint); it then derives a
+//! name by its map type. A rule that applies but yields no usable name falls
+//! through to the next, as the RFC says. No name at all refuses the session.
+//!
+//! The shortcuts are rules too: `--user NAME` is `* specified NAME`, and the
+//! default is `* common-name` (every certificate that verified was issued
+//! under `--ca`).
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ring::digest;
-use rustls::pki_types::CertificateDer;
+use rustls::pki_types::{CertificateDer, TrustAnchor, UnixTime};
+use webpki::{EndEntityCert, KeyUsage};
 
-use crate::der;
+use crate::der::{self, AltName};
 use crate::header;
 
-/// How a verified certificate becomes a user name.
+/// RFC 7407's fingerprint: a TLS HashAlgorithm octet, then the digest.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Identity {
-    /// Every verified client is this user.
-    Fixed(String),
-    /// The subject's CommonName.
+pub struct Fingerprint {
+    alg: &'static digest::Algorithm,
+    id: u8,
+    digest: Vec<u8>,
+}
+
+impl Fingerprint {
+    /// Parses `04:AB:CD:...` (case-insensitive hex pairs joined by `:`).
+    pub fn parse(text: &str) -> Result<Fingerprint, String> {
+        let bytes = text
+            .split(':')
+            .map(|pair| match pair.len() {
+                2 => u8::from_str_radix(pair, 16).ok(),
+                _ => None,
+            })
+            .collect::<Option<Vec<u8>>>()
+            .ok_or_else(|| format!("{text:?} is not hex octets joined by ':'"))?;
+        let (&id, digest) = bytes.split_first().ok_or("empty fingerprint")?;
+        let alg = hash_alg(id).ok_or_else(|| {
+            format!(
+                "hash algorithm {id:02x} is not supported \
+                 (02 = SHA-1, 04 = SHA-256, 05 = SHA-384, 06 = SHA-512)"
+            )
+        })?;
+        if digest.len() != alg.output_len() {
+            return Err(format!(
+                "a {} fingerprint has {} digest octets, not {}",
+                alg_name(id),
+                alg.output_len(),
+                digest.len()
+            ));
+        }
+        Ok(Fingerprint {
+            alg,
+            id,
+            digest: digest.to_vec(),
+        })
+    }
+
+    /// The fingerprint of `cert` with hash algorithm `id`.
+    pub fn of(cert: &[u8], id: u8) -> Option<Fingerprint> {
+        let alg = hash_alg(id)?;
+        Some(Fingerprint {
+            alg,
+            id,
+            digest: digest::digest(alg, cert).as_ref().to_vec(),
+        })
+    }
+
+    fn matches(&self, cert: &[u8]) -> bool {
+        digest::digest(self.alg, cert).as_ref() == self.digest.as_slice()
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02X}:{}", self.id, hex_colon(&self.digest))
+    }
+}
+
+/// The RFC 5246 HashAlgorithm ids ring can compute (not md5 or sha224).
+fn hash_alg(id: u8) -> Option<&'static digest::Algorithm> {
+    match id {
+        2 => Some(&digest::SHA1_FOR_LEGACY_USE_ONLY),
+        4 => Some(&digest::SHA256),
+        5 => Some(&digest::SHA384),
+        6 => Some(&digest::SHA512),
+        _ => None,
+    }
+}
+
+fn alg_name(id: u8) -> &'static str {
+    match id {
+        2 => "SHA-1",
+        4 => "SHA-256",
+        5 => "SHA-384",
+        6 => "SHA-512",
+        _ => "unknown",
+    }
+}
+
+/// How a matching rule derives the name (RFC 7407 map types).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MapType {
+    Specified(String),
+    SanRfc822Name,
+    SanDnsName,
+    SanIpAddress,
+    SanAny,
     CommonName,
+}
+
+/// One cert-to-name entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// `None` matches every verified certificate (written `*`).
+    pub fingerprint: Option<Fingerprint>,
+    pub map: MapType,
+}
+
+impl Rule {
+    /// Parses `FINGERPRINT MAP-TYPE [NAME]`, FINGERPRINT being `*` for any.
+    pub fn parse(text: &str) -> Result<Rule, String> {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let (fp, map, name) = match words.as_slice() {
+            [fp, map] => (*fp, *map, None),
+            [fp, map, name] => (*fp, *map, Some(*name)),
+            _ => return Err("expected FINGERPRINT MAP-TYPE [NAME]".into()),
+        };
+        let fingerprint = match fp {
+            "*" => None,
+            _ => Some(Fingerprint::parse(fp)?),
+        };
+        let map = match (map, name) {
+            ("specified", Some(name)) => {
+                header::check_user(name)
+                    .map_err(|why| format!("{name:?} cannot be a user name: {why}"))?;
+                MapType::Specified(name.to_string())
+            }
+            ("specified", None) => return Err("map type specified needs a NAME".into()),
+            (_, Some(_)) => return Err("only map type specified takes a NAME".into()),
+            ("san-rfc822-name", None) => MapType::SanRfc822Name,
+            ("san-dns-name", None) => MapType::SanDnsName,
+            ("san-ip-address", None) => MapType::SanIpAddress,
+            ("san-any", None) => MapType::SanAny,
+            ("common-name", None) => MapType::CommonName,
+            (other, None) => {
+                return Err(format!(
+                    "unknown map type {other:?} (specified, san-rfc822-name, san-dns-name, \
+                     san-ip-address, san-any, common-name)"
+                ))
+            }
+        };
+        Ok(Rule { fingerprint, map })
+    }
+
+    /// The name this rule's map type derives from `cert`, if any.
+    fn derive(&self, cert: &[u8]) -> Option<String> {
+        let alt = || der::alt_names(cert).unwrap_or_default();
+        match &self.map {
+            MapType::Specified(name) => Some(name.clone()),
+            MapType::CommonName => der::common_name(cert),
+            MapType::SanRfc822Name => alt().iter().find_map(|n| match n {
+                AltName::Email(e) => rfc822_name(e),
+                _ => None,
+            }),
+            MapType::SanDnsName => alt().iter().find_map(|n| match n {
+                AltName::Dns(d) => dns_name(d),
+                _ => None,
+            }),
+            MapType::SanIpAddress => alt().iter().find_map(|n| match n {
+                AltName::Ip(ip) => ip_name(ip),
+                _ => None,
+            }),
+            // The first SAN of the three kinds, mapped by its own rule.
+            MapType::SanAny => alt().first().and_then(|n| match n {
+                AltName::Email(e) => rfc822_name(e),
+                AltName::Dns(d) => dns_name(d),
+                AltName::Ip(ip) => ip_name(ip),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.fingerprint {
+            Some(fp) => write!(f, "{fp} ")?,
+            None => write!(f, "* ")?,
+        }
+        match &self.map {
+            MapType::Specified(name) => write!(f, "specified {name}"),
+            MapType::SanRfc822Name => write!(f, "san-rfc822-name"),
+            MapType::SanDnsName => write!(f, "san-dns-name"),
+            MapType::SanIpAddress => write!(f, "san-ip-address"),
+            MapType::SanAny => write!(f, "san-any"),
+            MapType::CommonName => write!(f, "common-name"),
+        }
+    }
+}
+
+/// rfc822Name: local part as is, host part lowercased.
+fn rfc822_name(raw: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(raw).ok()?;
+    let (local, host) = text.rsplit_once('@')?;
+    Some(format!("{local}@{}", host.to_ascii_lowercase()))
+}
+
+/// dNSName: lowercased.
+fn dns_name(raw: &[u8]) -> Option<String> {
+    Some(std::str::from_utf8(raw).ok()?.to_ascii_lowercase())
+}
+
+/// iPAddress: IPv4 dotted quad, IPv6 as 32 lowercase hex digits.
+fn ip_name(raw: &[u8]) -> Option<String> {
+    match raw.len() {
+        4 => Some(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]).to_string()),
+        16 => {
+            let octets: [u8; 16] = raw.try_into().ok()?;
+            Some(
+                Ipv6Addr::from(octets)
+                    .octets()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect(),
+            )
+        }
+        _ => None,
+    }
+}
+
+/// The identity rules plus the trust anchors needed to find a client's
+/// verified path (rustls only reports what the client sent).
+pub struct Mapper {
+    rules: Vec<Rule>,
+    cas: Vec<CertificateDer<'static>>,
+    needs_path: bool,
+}
+
+impl Mapper {
+    pub fn new(rules: Vec<Rule>, cas: Vec<CertificateDer<'static>>) -> Mapper {
+        let needs_path = rules.iter().any(|r| r.fingerprint.is_some());
+        Mapper {
+            rules,
+            cas,
+            needs_path,
+        }
+    }
+
+    /// The user for a verified chain (end-entity first), or why there is none.
+    pub fn user_for(&self, chain: &[CertificateDer<'_>]) -> Result<String, String> {
+        let Some(cert) = chain.first() else {
+            return Err("no client certificate".into());
+        };
+        let path = if self.needs_path {
+            self.verified_path(chain)
+        } else {
+            Vec::new()
+        };
+        let mut why = Vec::new();
+        for rule in &self.rules {
+            if let Some(fp) = &rule.fingerprint {
+                if !path.iter().any(|c| fp.matches(c)) {
+                    continue;
+                }
+            }
+            match rule.derive(cert) {
+                Some(user) => match header::check_user(&user) {
+                    Ok(()) => return Ok(user),
+                    Err(e) => why.push(format!("rule '{rule}' gave unusable name {user:?}: {e}")),
+                },
+                None => why.push(format!("rule '{rule}' found no name")),
+            }
+        }
+        if why.is_empty() {
+            return Err("no identity rule matches the certificate or its CAs".into());
+        }
+        Err(why.join("; "))
+    }
+
+    /// The client certificate, the intermediates and the anchor's own
+    /// certificate on the path webpki verifies (the handshake already did).
+    fn verified_path(&self, chain: &[CertificateDer<'_>]) -> Vec<Vec<u8>> {
+        let mut path = vec![chain[0].to_vec()];
+        let anchors: Vec<(TrustAnchor<'_>, &CertificateDer<'_>)> = self
+            .cas
+            .iter()
+            .filter_map(|ca| Some((webpki::anchor_from_trusted_cert(ca).ok()?, ca)))
+            .collect();
+        let trust: Vec<TrustAnchor<'_>> = anchors.iter().map(|(a, _)| a.clone()).collect();
+        let Ok(ee) = EndEntityCert::try_from(&chain[0]) else {
+            return path;
+        };
+        let algs = rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .all;
+        let Ok(verified) = ee.verify_for_usage(
+            algs,
+            &trust,
+            &chain[1..],
+            UnixTime::now(),
+            KeyUsage::client_auth(),
+            None,
+            None,
+        ) else {
+            return path;
+        };
+        path.extend(
+            verified
+                .intermediate_certificates()
+                .map(|c| c.der().to_vec()),
+        );
+        let anchor = verified.anchor();
+        if let Some((_, der)) = anchors.iter().find(|(a, _)| {
+            a.subject == anchor.subject
+                && a.subject_public_key_info == anchor.subject_public_key_info
+        }) {
+            path.push(der.to_vec());
+        }
+        path
+    }
 }
 
 /// What the logs say about a client certificate.
@@ -37,19 +343,15 @@ impl Peer {
     }
 }
 
-/// The user for a verified chain (end-entity first), or why there is none.
-pub fn user_for(rule: &Identity, chain: &[CertificateDer<'_>]) -> Result<String, String> {
-    let Some(cert) = chain.first() else {
-        return Err("no client certificate".into());
-    };
-    let user = match rule {
-        Identity::Fixed(name) => name.clone(),
-        Identity::CommonName => {
-            der::common_name(cert).ok_or("the certificate subject has no single text CommonName")?
+/// `nctls fingerprint`: the RFC 7407 fingerprints operators write rules with.
+pub fn describe_fingerprints(cert: &[u8]) -> String {
+    let mut out = format!("subject: {}\n", der::subject_text(cert));
+    for id in [2, 4, 6] {
+        if let Some(fp) = Fingerprint::of(cert, id) {
+            out.push_str(&format!("{:<8} {fp}\n", alg_name(id)));
         }
-    };
-    header::check_user(&user).map_err(|why| format!("user name {user:?} is unusable: {why}"))?;
-    Ok(user)
+    }
+    out
 }
 
 fn hex_colon(bytes: &[u8]) -> String {
@@ -63,42 +365,188 @@ fn hex_colon(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
     use crate::test_pki as pki;
 
-    fn chain(cn: &str) -> Vec<CertificateDer<'static>> {
+    fn der(issued: &pki::Issued) -> CertificateDer<'static> {
+        CertificateDer::from(issued.der().to_vec())
+    }
+
+    fn mapper(rules: &[&str], cas: &[&pki::Ca]) -> Mapper {
+        Mapper::new(
+            rules.iter().map(|r| Rule::parse(r).unwrap()).collect(),
+            cas.iter()
+                .map(|c| CertificateDer::from(c.der().to_vec()))
+                .collect(),
+        )
+    }
+
+    fn fp(cert: &[u8]) -> String {
+        Fingerprint::of(cert, 4).unwrap().to_string()
+    }
+
+    #[test]
+    fn common_name_is_the_default_rule() {
         let ca = pki::Ca::new("CA");
-        vec![CertificateDer::from(ca.client(cn).der().to_vec())]
+        let m = mapper(&["* common-name"], &[&ca]);
+        assert_eq!(m.user_for(&[der(&ca.client("oper"))]), Ok("oper".into()));
     }
 
     #[test]
-    fn common_name_is_the_user() {
-        assert_eq!(
-            user_for(&Identity::CommonName, &chain("oper")),
-            Ok("oper".into())
-        );
-    }
-
-    #[test]
-    fn fixed_user_ignores_the_certificate() {
-        let rule = Identity::Fixed("admin".into());
-        assert_eq!(user_for(&rule, &chain("x;y")), Ok("admin".into()));
+    fn specified_user_ignores_the_certificate() {
+        let ca = pki::Ca::new("CA");
+        let m = mapper(&["* specified admin"], &[&ca]);
+        assert_eq!(m.user_for(&[der(&ca.client("x;y"))]), Ok("admin".into()));
     }
 
     #[test]
     fn unsafe_common_names_are_refused() {
+        let ca = pki::Ca::new("CA");
+        let m = mapper(&["* common-name"], &[&ca]);
         for cn in ["a;b", "evil]", "two\nlines", ""] {
-            let err = user_for(&Identity::CommonName, &chain(cn)).unwrap_err();
-            assert!(
-                err.contains("unusable") || err.contains("CommonName"),
-                "{cn:?}: {err}"
+            assert!(m.user_for(&[der(&ca.client(cn))]).is_err(), "{cn:?}");
+        }
+        assert!(m.user_for(&[]).is_err());
+    }
+
+    #[test]
+    fn each_san_map_type_normalises_as_rfc7407_says() {
+        let ca = pki::Ca::new("CA");
+        let cert = ca.client_with_sans(
+            "cn",
+            &[
+                pki::San::Email("Alice.Smith@Example.COM"),
+                pki::San::Dns("Router-1.Example.NET"),
+                pki::San::Ip("192.0.2.9"),
+                pki::San::Ip("2001:db8::1"),
+            ],
+        );
+        let user = |rule: &str| mapper(&[rule], &[&ca]).user_for(&[der(&cert)]);
+        assert_eq!(
+            user("* san-rfc822-name"),
+            Ok("Alice.Smith@example.com".into())
+        );
+        assert_eq!(user("* san-dns-name"), Ok("router-1.example.net".into()));
+        assert_eq!(user("* san-ip-address"), Ok("192.0.2.9".into()));
+        assert_eq!(user("* san-any"), Ok("Alice.Smith@example.com".into()));
+        assert_eq!(user("* common-name"), Ok("cn".into()));
+
+        let v6 = ca.client_with_sans("cn", &[pki::San::Ip("2001:db8::1")]);
+        let m = mapper(&["* san-ip-address"], &[&ca]);
+        assert_eq!(
+            m.user_for(&[der(&v6)]),
+            Ok("20010db8000000000000000000000001".into())
+        );
+        let dns_first =
+            ca.client_with_sans("cn", &[pki::San::Dns("A.example"), pki::San::Email("b@c")]);
+        let m = mapper(&["* san-any"], &[&ca]);
+        assert_eq!(m.user_for(&[der(&dns_first)]), Ok("a.example".into()));
+    }
+
+    #[test]
+    fn rules_apply_in_order_and_fall_through() {
+        let ca = pki::Ca::new("CA");
+        let cert = ca.client_with_sans("fallback", &[pki::San::Dns("dev.example")]);
+        // No rfc822 SAN: the first rule applies but yields nothing.
+        let m = mapper(
+            &["* san-rfc822-name", "* san-dns-name", "* common-name"],
+            &[&ca],
+        );
+        assert_eq!(m.user_for(&[der(&cert)]), Ok("dev.example".into()));
+        let m = mapper(&["* common-name", "* san-dns-name"], &[&ca]);
+        assert_eq!(m.user_for(&[der(&cert)]), Ok("fallback".into()));
+        // An unusable name falls through too.
+        let bad = ca.client_with_sans("a;b", &[pki::San::Dns("ok.example")]);
+        let m = mapper(&["* common-name", "* san-dns-name"], &[&ca]);
+        assert_eq!(m.user_for(&[der(&bad)]), Ok("ok.example".into()));
+        // Nothing left: refused, saying why.
+        let m = mapper(&["* san-ip-address"], &[&ca]);
+        let err = m.user_for(&[der(&cert)]).unwrap_err();
+        assert!(err.contains("found no name"), "{err}");
+    }
+
+    #[test]
+    fn fingerprint_of_the_client_certificate() {
+        let ca = pki::Ca::new("CA");
+        let alice = ca.client("alice");
+        let bob = ca.client("bob");
+        let rule = format!("{} specified operator", fp(alice.der()));
+        let m = mapper(&[&rule], &[&ca]);
+        assert_eq!(m.user_for(&[der(&alice)]), Ok("operator".into()));
+        let err = m.user_for(&[der(&bob)]).unwrap_err();
+        assert!(err.contains("no identity rule matches"), "{err}");
+    }
+
+    #[test]
+    fn fingerprint_of_the_trust_anchor_and_of_an_intermediate() {
+        let root = pki::Ca::new("Root");
+        let other = pki::Ca::new("Other root");
+        let inter = root.intermediate("Intermediate");
+        let leaf = inter.client("carol");
+        let chain = [der(&leaf), CertificateDer::from(inter.der().to_vec())];
+        // The anchor is never sent by the client: it comes from the verified path.
+        let by_root = format!("{} common-name", fp(root.der()));
+        let m = mapper(&[&by_root], &[&other, &root]);
+        assert_eq!(m.user_for(&chain), Ok("carol".into()));
+        let by_inter = format!("{} specified ops", fp(inter.der()));
+        assert_eq!(
+            mapper(&[&by_inter], &[&root]).user_for(&chain),
+            Ok("ops".into())
+        );
+        // Another CA's fingerprint does not match.
+        let by_other = format!("{} common-name", fp(other.der()));
+        assert!(mapper(&[&by_other], &[&other, &root])
+            .user_for(&chain)
+            .is_err());
+    }
+
+    #[test]
+    fn fingerprint_algorithms() {
+        let ca = pki::Ca::new("CA");
+        let cert = ca.client("dave");
+        for id in [2u8, 4, 5, 6] {
+            let text = Fingerprint::of(cert.der(), id)
+                .unwrap()
+                .to_string()
+                .to_lowercase();
+            let rule = format!("{text} common-name");
+            assert_eq!(
+                mapper(&[&rule], &[&ca]).user_for(&[der(&cert)]),
+                Ok("dave".into())
             );
         }
     }
 
     #[test]
-    fn no_certificate_is_refused() {
-        assert!(user_for(&Identity::CommonName, &[]).is_err());
+    fn rule_syntax_errors_say_what_is_wrong() {
+        let cases = [
+            ("", "expected FINGERPRINT MAP-TYPE"),
+            ("* specified", "needs a NAME"),
+            ("* common-name bob", "only map type specified"),
+            ("* cn", "unknown map type \"cn\""),
+            ("04:zz common-name", "not hex octets"),
+            ("01:00 common-name", "hash algorithm 01 is not supported"),
+            (
+                "04:00:11 common-name",
+                "SHA-256 fingerprint has 32 digest octets, not 2",
+            ),
+            ("* specified a;b", "cannot be a user name"),
+        ];
+        for (text, want) in cases {
+            let err = Rule::parse(text).unwrap_err();
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+        let rule = Rule::parse("* specified admin").unwrap();
+        assert_eq!(rule.to_string(), "* specified admin");
+    }
+
+    #[test]
+    fn san_with_embedded_nul_is_not_a_name() {
+        assert_eq!(
+            dns_name(b"a\0b").map(|n| header::check_user(&n).is_ok()),
+            Some(false)
+        );
+        assert_eq!(ip_name(&[1, 2, 3]), None);
+        assert_eq!(rfc822_name(b"no-at-sign"), None);
     }
 
     #[test]
@@ -106,5 +554,13 @@ mod tests {
         let peer = Peer::of(b"abc");
         assert!(peer.sha256.starts_with("BA:78:16:BF"));
         assert_eq!(peer.sha256.len(), 32 * 3 - 1);
+    }
+
+    #[test]
+    fn describe_lists_three_algorithms() {
+        let text = describe_fingerprints(b"abc");
+        assert!(text.contains("SHA-1    02:A9:99:3E"), "{text}");
+        assert!(text.contains("SHA-256  04:BA:78:16:BF"), "{text}");
+        assert!(text.contains("SHA-512  06:DD:AF:35"), "{text}");
     }
 }

@@ -13,6 +13,13 @@ fn main() -> ExitCode {
             print!("{}", config::usage());
             ExitCode::SUCCESS
         }
+        Ok(Command::Fingerprint(files)) => match fingerprints(&files) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
         Ok(Command::Version) => {
             println!("nctls {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -46,6 +53,27 @@ fn run(config: Config) -> Result<(), String> {
         .handle_signals(signals)
         .map_err(|e| format!("cannot watch signals: {e}"))?;
     server.run().map_err(|e| format!("event loop failed: {e}"))
+}
+
+fn fingerprints(files: &[std::path::PathBuf]) -> Result<String, String> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut out = String::new();
+    for file in files {
+        let certs = CertificateDer::pem_file_iter(file)
+            .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("{}: {e:?}", file.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{}: no certificate found", file.display()));
+        }
+        for cert in certs {
+            out.push_str(&format!(
+                "{}: {}",
+                file.display(),
+                nctls::identity::describe_fingerprints(&cert)
+            ));
+        }
+    }
+    Ok(out)
 }
 
 fn init_logging(level: log::LevelFilter) {

@@ -21,13 +21,14 @@ use log::{debug, info, log, warn, Level};
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use rustls::{ServerConfig, ServerConnection};
+use rustls::ServerConnection;
 
 use crate::config::Config;
 use crate::header;
-use crate::identity::{self, Peer};
+use crate::identity::Peer;
 use crate::session::{Session, Side, Status, Stream};
 use crate::sys::{self, Signals};
+use crate::tls::Loaded;
 
 const WAKER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
@@ -89,7 +90,7 @@ impl Stopper {
 pub struct Server {
     poll: Poll,
     config: Config,
-    tls: Arc<ServerConfig>,
+    tls: Loaded,
     listeners: Vec<TcpListener>,
     signals: Option<Signals>,
     stop_flag: Arc<AtomicBool>,
@@ -107,7 +108,7 @@ pub struct Server {
 
 impl Server {
     /// Binds every listen address; errors name the address.
-    pub fn bind(config: Config, tls: Arc<ServerConfig>) -> io::Result<Server> {
+    pub fn bind(config: Config, tls: Loaded) -> io::Result<Server> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let mut listeners = Vec::new();
@@ -282,7 +283,7 @@ impl Server {
     }
 
     fn start_session(&mut self, mut client: TcpStream, addr: SocketAddr, now: Instant) {
-        let tls = match ServerConnection::new(self.tls.clone()) {
+        let tls = match ServerConnection::new(self.tls.server.clone()) {
             Ok(tls) => tls,
             Err(e) => {
                 warn!("session from {addr}: cannot start TLS: {e}");
@@ -379,7 +380,7 @@ impl Server {
         };
         let chain = conn.session.peer_certificates().unwrap_or(&[]);
         conn.peer = chain.first().map(|c| Peer::of(c));
-        let decision = identity::user_for(&self.config.identity, chain).and_then(|user| {
+        let decision = self.tls.mapper.user_for(chain).and_then(|user| {
             header::build(
                 self.config.header,
                 &user,

@@ -750,7 +750,7 @@ mod tests {
                 vec![server.der().to_vec().into()],
                 PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server.key_der())),
                 vec![ca.der().to_vec().into()],
-                4096,
+                crate::tls::Policy::default(),
             )
             .unwrap();
             let mut roots = RootCertStore::empty();

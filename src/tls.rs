@@ -8,18 +8,26 @@ use std::sync::Arc;
 
 use rustls::crypto::ring;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use rustls::{RootCertStore, ServerConfig};
 
-use crate::config::Config;
+use crate::config::{Config, MinTls};
+use crate::identity::Mapper;
 
 /// TLS record header bytes, which rustls counts in `max_fragment_size`.
 const RECORD_HEADER: usize = 5;
 
+/// What every new session is verified and identified with; replaced as a
+/// whole on reload.
+pub struct Loaded {
+    pub server: Arc<ServerConfig>,
+    pub mapper: Mapper,
+}
+
 /// Loads the files named in `config` and builds the server configuration.
 /// Errors name the option, the file and the reason.
-pub fn load(config: &Config) -> Result<Arc<ServerConfig>, String> {
+pub fn load(config: &Config) -> Result<Loaded, String> {
     let chain = read_certs(&config.cert, "--cert")?;
     let key = PrivateKeyDer::from_pem_file(&config.key).map_err(|e| {
         format!(
@@ -29,14 +37,46 @@ pub fn load(config: &Config) -> Result<Arc<ServerConfig>, String> {
         )
     })?;
     let roots = read_certs(&config.ca, "--ca")?;
-    build(chain, key, roots, config.max_record).map_err(|e| match e {
+    let mut crls = Vec::new();
+    for path in &config.crls {
+        crls.extend(read_crls(path)?);
+    }
+    let policy = Policy {
+        crls,
+        min_tls: config.min_tls,
+        max_record: config.max_record,
+    };
+    let server = build(chain, key, roots.clone(), policy).map_err(|e| match e {
         BuildError::Roots(why) => format!("--ca {}: {why}", config.ca.display()),
         BuildError::Key(why) => format!(
             "--key {} / --cert {}: {why}",
             config.key.display(),
             config.cert.display()
         ),
+        BuildError::Crls(why) => format!("--crl: {why}"),
+    })?;
+    Ok(Loaded {
+        server,
+        mapper: Mapper::new(config.identity.clone(), roots),
     })
+}
+
+/// TLS choices besides the certificates.
+pub struct Policy {
+    pub crls: Vec<CertificateRevocationListDer<'static>>,
+    pub min_tls: MinTls,
+    /// Largest plaintext per record sent.
+    pub max_record: usize,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            crls: Vec::new(),
+            min_tls: MinTls::V12,
+            max_record: 4096,
+        }
+    }
 }
 
 /// Which input a build error is about.
@@ -44,15 +84,20 @@ pub fn load(config: &Config) -> Result<Arc<ServerConfig>, String> {
 pub enum BuildError {
     Roots(String),
     Key(String),
+    Crls(String),
 }
 
 /// Builds from DER: mutual TLS against `roots`, TLS 1.3 and 1.2, no
 /// resumption (a certificate revoked later must not resume), no 0-RTT.
+///
+/// With CRLs, the client certificate's issuer must have one (unknown status
+/// is refused) and an expired CRL refuses too: fail closed, since a stale
+/// list cannot vouch for a certificate.
 pub fn build(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     roots: Vec<CertificateDer<'static>>,
-    max_record: usize,
+    policy: Policy,
 ) -> Result<Arc<ServerConfig>, BuildError> {
     let provider = Arc::new(ring::default_provider());
     let mut store = RootCertStore::empty();
@@ -61,11 +106,24 @@ pub fn build(
             BuildError::Roots(format!("certificate {} is not a usable CA: {e}", i + 1))
         })?;
     }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider.clone())
-        .build()
-        .map_err(|e| BuildError::Roots(e.to_string()))?;
+    let mut verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider.clone());
+    if !policy.crls.is_empty() {
+        verifier = verifier
+            .with_crls(policy.crls)
+            .only_check_end_entity_revocation()
+            .enforce_revocation_expiration();
+    }
+    let verifier = verifier.build().map_err(|e| match e {
+        rustls::server::VerifierBuilderError::InvalidCrl(e) => BuildError::Crls(format!("{e:?}")),
+        other => BuildError::Roots(other.to_string()),
+    })?;
+    let versions: &[&rustls::SupportedProtocolVersion] = match policy.min_tls {
+        MinTls::V12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+        MinTls::V13 => &[&rustls::version::TLS13],
+    };
     let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .with_protocol_versions(versions)
         .map_err(|e| BuildError::Key(e.to_string()))?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
@@ -73,7 +131,7 @@ pub fn build(
     config.session_storage = Arc::new(NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
     config.max_early_data_size = 0;
-    config.max_fragment_size = Some(max_record + RECORD_HEADER);
+    config.max_fragment_size = Some(policy.max_record + RECORD_HEADER);
     Ok(Arc::new(config))
 }
 
@@ -91,6 +149,19 @@ fn read_certs(path: &Path, option: &str) -> Result<Vec<CertificateDer<'static>>,
         return Err(format!("{option} {}: no certificate found", path.display()));
     }
     Ok(certs)
+}
+
+fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+    let crls = CertificateRevocationListDer::pem_file_iter(path)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("--crl {}: {}", path.display(), pem_error(e, "CRL")))?;
+    if crls.is_empty() {
+        return Err(format!(
+            "--crl {}: no CRL found (expected PEM X509 CRL)",
+            path.display()
+        ));
+    }
+    Ok(crls)
 }
 
 fn pem_error(e: rustls::pki_types::pem::Error, what: &str) -> String {

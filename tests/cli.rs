@@ -521,7 +521,7 @@ fn command_line_overrides_the_config_file() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("user          oper (every verified client)"),
+        stdout.contains("map           * specified oper"),
         "{stdout}"
     );
     assert!(has_line(&stdout, &["max-record", "8192"]), "{stdout}");
@@ -551,7 +551,7 @@ fn command_line_overrides_the_config_file() {
         let stdout = text(&out.stdout);
         assert!(out.status.success(), "{args:?}: {out:?}");
         assert!(
-            stdout.contains("user          admin (every verified client)"),
+            stdout.contains("map           * specified admin"),
             "{args:?}: {stdout}"
         );
         assert!(

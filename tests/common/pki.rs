@@ -10,6 +10,13 @@ use rcgen::{
     KeyPair, KeyUsagePurpose, SanType,
 };
 
+/// A subjectAltName for [`Ca::client_with_sans`].
+pub enum San<'a> {
+    Email(&'a str),
+    Dns(&'a str),
+    Ip(&'a str),
+}
+
 pub struct Ca {
     cert: Certificate,
     key: KeyPair,
@@ -85,6 +92,32 @@ impl Ca {
     /// A client certificate with subject `CN=cn`.
     pub fn client(&self, cn: &str) -> Issued {
         self.issue(client_params(cn))
+    }
+
+    /// A client certificate with subjectAltNames, in the given order.
+    pub fn client_with_sans(&self, cn: &str, sans: &[San]) -> Issued {
+        let mut params = client_params(cn);
+        for san in sans {
+            params.subject_alt_names.push(match san {
+                San::Email(e) => SanType::Rfc822Name((*e).try_into().expect("ia5")),
+                San::Dns(d) => SanType::DnsName((*d).try_into().expect("ia5")),
+                San::Ip(ip) => SanType::IpAddress(ip.parse().expect("ip")),
+            });
+        }
+        self.issue(params)
+    }
+
+    /// An intermediate CA signed by this one.
+    pub fn intermediate(&self, name: &str) -> Ca {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let issued = self.issue(params);
+        Ca {
+            cert: issued.cert,
+            key: issued.key,
+        }
     }
 
     /// A client certificate that expired in 2020.
