@@ -73,6 +73,13 @@ impl Ca {
         path
     }
 
+    /// Writes the CA's private key as `NAME-key.pem` into `dir`.
+    pub fn write_key(&self, dir: &Path, name: &str) -> PathBuf {
+        let path = dir.join(format!("{name}-key.pem"));
+        std::fs::write(&path, self.key.serialize_pem()).expect("write CA key");
+        path
+    }
+
     /// A server certificate for `localhost`, 127.0.0.1 and ::1.
     pub fn server(&self) -> Issued {
         let mut params = CertificateParams::new(vec!["localhost".to_string()]).expect("params");

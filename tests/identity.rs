@@ -1,0 +1,258 @@
+//! Identity and TLS policy end to end: cert-to-name rules from the command
+//! line, CRLs made by openssl, the minimum TLS version, and the
+//! `nctls fingerprint` helper.
+
+mod common;
+
+use std::io::Write;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+const SOON: Duration = Duration::from_secs(5);
+
+fn openssl(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is needed (apt-get install openssl, or run .ci/run)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An openssl `ca` database for the test CA: revoke certificates, make CRLs.
+struct OpensslCa<'a> {
+    pki: &'a Pki,
+}
+
+impl<'a> OpensslCa<'a> {
+    fn new(pki: &'a Pki) -> OpensslCa<'a> {
+        let dir = pki.dir.path();
+        pki.ca.write_key(dir, "x509-ca");
+        std::fs::write(dir.join("index.txt"), "").unwrap();
+        std::fs::write(dir.join("crlnumber"), "01\n").unwrap();
+        std::fs::write(
+            dir.join("ca.conf"),
+            "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\ncrlnumber = crlnumber\n\
+             default_md = sha256\ndefault_crl_days = 30\n",
+        )
+        .unwrap();
+        OpensslCa { pki }
+    }
+
+    fn run(&self, extra: &[&str]) {
+        let mut args = vec![
+            "ca",
+            "-config",
+            "ca.conf",
+            "-keyfile",
+            "x509-ca-key.pem",
+            "-cert",
+            "x509-ca.pem",
+        ];
+        args.extend(extra);
+        openssl(self.pki.dir.path(), &args);
+    }
+
+    fn revoke(&self, cert_file: &str) {
+        self.run(&["-revoke", cert_file]);
+    }
+
+    fn crl(&self, out: &str, extra: &[&str]) -> String {
+        let mut args = vec!["-gencrl", "-out", out];
+        args.extend(extra);
+        self.run(&args);
+        self.pki.file(out)
+    }
+}
+
+/// Connects with `cert`; returns the rustls error if the handshake or the
+/// first read fails (TLS 1.3 reports client-auth failures on first read).
+fn attempt(daemon: &Daemon, pki: &Pki, cert: &pki::Issued, version: Version) -> Result<(), String> {
+    let config = client_config(&pki.ca, cert, version);
+    let mut stream = connect(daemon.addr, config).map_err(|e| e.to_string())?;
+    stream.write_all(b"x").map_err(|e| e.to_string())?;
+    match read_to_end(&mut stream) {
+        (_, Ending::Other(e)) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+#[test]
+fn revoked_client_is_refused_with_certificate_revoked() {
+    let pki = Pki::new();
+    let backend = Backend::new();
+    let good = pki.ca.client("good");
+    let revoked = pki.ca.client("revoked");
+    revoked.write(pki.dir.path(), "revoked");
+    let ca = OpensslCa::new(&pki);
+    ca.revoke("revoked.pem");
+    let crl = ca.crl("crl.pem", &[]);
+    let daemon = Daemon::start(&pki, &["--backend", &backend.arg(), "--crl", &crl]);
+    for version in BOTH {
+        let err = attempt(&daemon, &pki, &revoked, version).unwrap_err();
+        assert!(err.contains("CertificateRevoked"), "{version:?}: {err}");
+        let mut ok = connect(daemon.addr, client_config(&pki.ca, &good, version)).unwrap();
+        ok.write_all(b"hi").unwrap();
+        let (b, header) = backend.accept();
+        assert!(header.starts_with("[good;"), "{header}");
+        drop(b);
+        drop(ok);
+    }
+    let lines = daemon
+        .wait_logs("handshake-failed", 2, SOON)
+        .expect("logged");
+    assert!(lines[0].contains("Revoked"), "{}", lines[0]);
+}
+
+#[test]
+fn expired_crl_refuses_every_client() {
+    let pki = Pki::new();
+    let backend = Backend::new();
+    let client = pki.ca.client("admin");
+    let ca = OpensslCa::new(&pki);
+    let crl = ca.crl(
+        "old.pem",
+        &[
+            "-crl_lastupdate",
+            "200101000000Z",
+            "-crl_nextupdate",
+            "200201000000Z",
+        ],
+    );
+    let daemon = Daemon::start(&pki, &["--backend", &backend.arg(), "--crl", &crl]);
+    let err = attempt(&daemon, &pki, &client, Version::Tls13).unwrap_err();
+    assert!(!err.is_empty());
+    let line = daemon.wait_log("handshake-failed", SOON).expect("logged");
+    assert!(line.contains("revocation list expired"), "{line}");
+    assert_eq!(backend.pending_accepts(), 0);
+}
+
+#[test]
+fn bad_crl_file_is_a_config_error() {
+    let pki = Pki::new();
+    let args: Vec<String> = pki
+        .server_args()
+        .into_iter()
+        .chain(["--crl".into(), pki.file("x509-ca.pem"), "--check".into()])
+        .collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_nctls"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("nctls: --crl ") && err.contains("no CRL found"),
+        "{err}"
+    );
+}
+
+#[test]
+fn min_tls_13_refuses_tls12_clients() {
+    let pki = Pki::new();
+    let backend = Backend::new();
+    let daemon = Daemon::start(&pki, &["--backend", &backend.arg(), "--min-tls", "1.3"]);
+    let err = connect(daemon.addr, pki.client("admin", Version::Tls12))
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("ProtocolVersion"), "{err}");
+    let mut ok = connect(daemon.addr, pki.client("admin", Version::Tls13)).unwrap();
+    ok.write_all(b"hi").unwrap();
+    let (_b, header) = backend.accept();
+    assert!(header.starts_with("[admin;"));
+}
+
+#[test]
+fn map_rules_from_the_command_line_pick_the_user() {
+    let pki = Pki::new();
+    let backend = Backend::new();
+    let alice = pki
+        .ca
+        .client_with_sans("alice", &[pki::San::Email("alice@EXAMPLE.org")]);
+    let bob = pki.ca.client("bob");
+    let special = pki.ca.client("special");
+    special.write(pki.dir.path(), "special");
+    let fp_line = nctls_fingerprint(&pki.file("special.pem"));
+    let sha256 = fp_line
+        .lines()
+        .find(|l| l.starts_with("SHA-256"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .expect("SHA-256 line")
+        .to_string();
+    let rule_special = format!("{sha256} specified operator");
+    let daemon = Daemon::start(
+        &pki,
+        &[
+            "--backend",
+            &backend.arg(),
+            "--map",
+            &rule_special,
+            "--map",
+            "* san-rfc822-name",
+            "--map",
+            "* common-name",
+        ],
+    );
+    for (cert, want) in [
+        (&special, "operator"),
+        (&alice, "alice@example.org"),
+        (&bob, "bob"),
+    ] {
+        let mut c = connect(daemon.addr, client_config(&pki.ca, cert, Version::Tls13)).unwrap();
+        c.write_all(b"x").unwrap();
+        let (_b, header) = backend.accept();
+        assert!(header.starts_with(&format!("[{want};")), "{want}: {header}");
+    }
+}
+
+#[test]
+fn no_matching_rule_refuses_and_logs_subject_and_fingerprint() {
+    let pki = Pki::new();
+    let backend = Backend::new();
+    let daemon = Daemon::start(
+        &pki,
+        &["--backend", &backend.arg(), "--map", "* san-dns-name"],
+    );
+    let mut c = connect(daemon.addr, pki.client("nodns", Version::Tls13)).unwrap();
+    let (_, ending) = read_to_end(&mut c);
+    assert_eq!(ending, Ending::CloseNotify);
+    let line = daemon.wait_log("refused:", SOON).expect("refusal logged");
+    assert!(line.contains("subject=\"CN=nodns\""), "{line}");
+    assert!(line.contains("sha256="), "{line}");
+    assert_eq!(backend.pending_accepts(), 0);
+}
+
+fn nctls_fingerprint(file: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_nctls"))
+        .args(["fingerprint", file])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn fingerprint_subcommand_agrees_with_openssl() {
+    let pki = Pki::new();
+    pki.ca.client("admin").write(pki.dir.path(), "admin");
+    let ours = nctls_fingerprint(&pki.file("admin.pem"));
+    for (alg, id) in [("-sha1", "02"), ("-sha256", "04"), ("-sha512", "06")] {
+        let theirs = openssl(
+            pki.dir.path(),
+            &["x509", "-in", "admin.pem", "-noout", "-fingerprint", alg],
+        );
+        let digest = theirs.trim().split_once('=').expect("openssl output").1;
+        assert!(
+            ours.contains(&format!("{id}:{digest}")),
+            "{alg}: {ours} vs {theirs}"
+        );
+    }
+    assert!(ours.contains("subject: CN=admin"), "{ours}");
+}
