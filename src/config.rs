@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use log::LevelFilter;
 
-use crate::header::{self, HeaderFields, HeaderKind};
+use crate::header::{self, Accounts, HeaderKind};
 use crate::identity::{MapType, Rule};
 use crate::session::{Limits, Tls12Close};
 
@@ -31,7 +31,8 @@ pub struct Config {
     /// Cert-to-name rules, tried in order; never empty.
     pub identity: Vec<Rule>,
     pub header: HeaderKind,
-    pub fields: HeaderFields,
+    /// ConfD header fields per user.
+    pub accounts: Accounts,
     pub limits: Arc<Limits>,
     pub max_sessions: usize,
     /// Largest plaintext per TLS record sent to clients.
@@ -88,6 +89,13 @@ const OPTIONS: &[OptionSpec] = &[
     OptionSpec { name: "user", arg: "NAME", help: "every verified client is this user (the GnuTLS demo's behaviour); same as --map '* specified NAME'" },
     OptionSpec { name: "map", arg: "RULE", help: "cert-to-name rule 'FINGERPRINT MAP-TYPE [NAME]', repeatable, tried in order [* common-name]" },
     OptionSpec { name: "header", arg: "confd|none", help: "session header written to the backend first [confd]" },
+    OptionSpec { name: "proto", arg: "NAME", help: "header field PROTO [ssh]" },
+    OptionSpec { name: "uid", arg: "N", help: "header field UID [9000]" },
+    OptionSpec { name: "gid", arg: "N", help: "header field GID [100]" },
+    OptionSpec { name: "subgids", arg: "N,N,...", help: "header field SUBGIDS, supplementary group ids [empty]" },
+    OptionSpec { name: "groups", arg: "NAME,NAME,...", help: "header field GROUPS, group names [empty]" },
+    OptionSpec { name: "home", arg: "PATH", help: "header field HOMEDIR, %u is the user [/var/confd/homes/%u]" },
+    OptionSpec { name: "user-fields", arg: "'NAME key=value ...'", help: "per-user header fields (keys: proto uid gid subgids groups home), repeatable" },
     OptionSpec { name: "handshake-timeout", arg: "SECS", help: "drop clients that have not finished the TLS handshake [10]" },
     OptionSpec { name: "connect-timeout", arg: "SECS", help: "give up connecting to the backend [10]" },
     OptionSpec { name: "idle-timeout", arg: "SECS", help: "end sessions with no traffic either way, 0 = never [0]" },
@@ -222,7 +230,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
 }
 
 /// Options that may be given several times, building a list.
-const REPEATABLE: &[&str] = &["listen", "map", "crl"];
+const REPEATABLE: &[&str] = &["listen", "map", "crl", "user-fields"];
 
 fn known(name: &str) -> Option<&'static OptionSpec> {
     OPTIONS.iter().find(|o| o.name == name)
@@ -278,6 +286,8 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
     let mut min_tls = MinTls::V12;
     let mut fixed_user: Option<&Setting> = None;
     let mut rules = Vec::new();
+    let mut accounts = Accounts::default();
+    let mut user_fields = Vec::new();
     let mut header = HeaderKind::Confd;
     let mut limits = Limits {
         handshake_timeout: Duration::from_secs(10),
@@ -307,6 +317,10 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
                     .map_err(|why| s.error(format!("{v:?} cannot be a user name: {why}")))?;
                 fixed_user = Some(s);
             }
+            name if header::FIELD_NAMES.contains(&name) => {
+                accounts.defaults.set(name, v).map_err(|why| s.error(why))?
+            }
+            "user-fields" => user_fields.push(s),
             "map" => rules.push(Rule::parse(v).map_err(|why| s.error(why))?),
             "crl" => crls.push(path(s)?),
             "min-tls" => {
@@ -361,6 +375,10 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
             }],
             (None, false) => rules,
         };
+    // Per-user fields start from the final defaults, wherever those were set.
+    for s in user_fields {
+        accounts.add_user(&s.value).map_err(|why| s.error(why))?;
+    }
     if listen.is_empty() {
         listen.push("0.0.0.0:6513".parse().expect("valid default"));
     }
@@ -374,7 +392,7 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
         min_tls,
         identity,
         header,
-        fields: HeaderFields::default(),
+        accounts,
         limits: Arc::new(limits),
         max_sessions,
         max_record,
@@ -444,6 +462,19 @@ impl fmt::Display for Config {
             writeln!(f, "map           {rule}")?;
         }
         writeln!(f, "header        {}", self.header)?;
+        let d = &self.accounts.defaults;
+        writeln!(
+            f,
+            "fields        proto={} uid={} gid={} subgids={} home={} groups={}",
+            d.proto, d.uid, d.gid, d.subgids, d.home, d.groups
+        )?;
+        for (user, u) in &self.accounts.users {
+            writeln!(
+                f,
+                "user-fields   {user} proto={} uid={} gid={} subgids={} home={} groups={}",
+                u.proto, u.uid, u.gid, u.subgids, u.home, u.groups
+            )?;
+        }
         let l = &self.limits;
         writeln!(
             f,
@@ -597,6 +628,30 @@ mod tests {
             Command::Fingerprint(files) => assert_eq!(files.len(), 2),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn header_fields_and_per_user_overrides() {
+        let c = run(&[
+            "--user-fields",
+            "admin uid=0 groups=admin",
+            "--gid",
+            "5",
+            "--proto",
+            "tls",
+        ])
+        .unwrap();
+        let admin = c.accounts.fields_for("admin");
+        assert_eq!((admin.uid, admin.gid, admin.proto.as_str()), (0, 5, "tls"));
+        assert_eq!(c.accounts.fields_for("other").uid, 9000);
+        let err = run(&["--user-fields", "admin shell=sh"]).unwrap_err();
+        assert!(
+            err.0.starts_with("--user-fields: unknown field"),
+            "{}",
+            err.0
+        );
+        let err = run(&["--groups", "a;b"]).unwrap_err();
+        assert!(err.0.starts_with("--groups: "), "{}", err.0);
     }
 
     #[test]

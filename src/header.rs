@@ -45,8 +45,8 @@ pub struct HeaderFields {
     pub gid: u32,
     /// Supplementary group ids, comma-separated.
     pub subgids: String,
-    /// Home directory; `None` means `/var/confd/homes/USER`.
-    pub home: Option<String>,
+    /// Home directory; `%u` stands for the user name.
+    pub home: String,
     /// Group names, comma-separated.
     pub groups: String,
 }
@@ -58,9 +58,97 @@ impl Default for HeaderFields {
             uid: 9000,
             gid: 100,
             subgids: String::new(),
-            home: None,
+            home: "/var/confd/homes/%u".into(),
             groups: String::new(),
         }
+    }
+}
+
+/// The field names [`HeaderFields::set`] accepts.
+pub const FIELD_NAMES: &[&str] = &["proto", "uid", "gid", "subgids", "home", "groups"];
+
+impl HeaderFields {
+    /// Sets one field from text, checking it cannot break the header.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
+        let unsafe_value = |why: Unsafe| format!("{value:?} cannot go into the header: {why}");
+        match name {
+            "uid" | "gid" => {
+                let id = value
+                    .parse()
+                    .map_err(|_| format!("{value:?} is not a numeric id"))?;
+                *if name == "uid" {
+                    &mut self.uid
+                } else {
+                    &mut self.gid
+                } = id;
+            }
+            "subgids" => {
+                if !value.is_empty() && value.split(',').any(|g| g.parse::<u32>().is_err()) {
+                    return Err(format!("{value:?} is not comma-separated numeric ids"));
+                }
+                self.subgids = value.to_string();
+            }
+            "groups" => {
+                check_field(value).map_err(unsafe_value)?;
+                if !value.is_empty() && value.split(',').any(|g| g.trim().is_empty()) {
+                    return Err(format!("{value:?} has an empty group name"));
+                }
+                self.groups = value.to_string();
+            }
+            "proto" | "home" => {
+                if value.is_empty() {
+                    return Err("must not be empty".into());
+                }
+                check_field(value).map_err(unsafe_value)?;
+                if name == "proto" {
+                    self.proto = value.to_string();
+                } else {
+                    self.home = value.to_string();
+                }
+            }
+            other => {
+                return Err(format!(
+                    "unknown field {other:?} (expected one of {})",
+                    FIELD_NAMES.join(", ")
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Header fields for every user: defaults plus per-user overrides.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Accounts {
+    pub defaults: HeaderFields,
+    pub users: Vec<(String, HeaderFields)>,
+}
+
+impl Accounts {
+    pub fn fields_for(&self, user: &str) -> &HeaderFields {
+        self.users
+            .iter()
+            .find(|(name, _)| name == user)
+            .map_or(&self.defaults, |(_, fields)| fields)
+    }
+
+    /// Adds overrides from `NAME key=value ...` on top of the defaults.
+    pub fn add_user(&mut self, spec: &str) -> Result<(), String> {
+        let mut words = spec.split_whitespace();
+        let name = words.next().ok_or("expected NAME key=value ...")?;
+        check_user(name).map_err(|why| format!("{name:?} cannot be a user name: {why}"))?;
+        if self.users.iter().any(|(n, _)| n == name) {
+            return Err(format!("{name:?} is listed twice"));
+        }
+        let mut fields = self.defaults.clone();
+        for word in words {
+            let (key, value) = word
+                .split_once('=')
+                .ok_or_else(|| format!("expected key=value, found {word:?}"))?;
+            fields.set(key, value)?;
+        }
+        self.users.push((name.to_string(), fields));
+        Ok(())
     }
 }
 
@@ -118,10 +206,7 @@ pub fn build(
         return Ok(Vec::new());
     }
     check_user(user)?;
-    let home = match &fields.home {
-        Some(h) => h.clone(),
-        None => format!("/var/confd/homes/{user}"),
-    };
+    let home = fields.home.replace("%u", user);
     for value in [&fields.proto, &fields.subgids, &home, &fields.groups] {
         check_field(value)?;
     }
@@ -172,6 +257,56 @@ mod tests {
         }
         let long = "x".repeat(MAX_NAME + 1);
         assert_eq!(check_user(&long), Err(Unsafe::TooLong));
+    }
+
+    #[test]
+    fn per_user_fields_override_the_defaults() {
+        let mut accounts = Accounts::default();
+        accounts.defaults.set("groups", "oper").unwrap();
+        accounts
+            .add_user("admin uid=1000 gid=10 subgids=20,30 groups=admin,wheel home=/home/%u")
+            .unwrap();
+        let admin = build(
+            HeaderKind::Confd,
+            "admin",
+            src(),
+            accounts.fields_for("admin"),
+        )
+        .unwrap();
+        assert_eq!(
+            admin,
+            b"[admin;192.0.2.7/40001;ssh;1000;10;20,30;/home/admin;admin,wheel;]\n"
+        );
+        let other = build(HeaderKind::Confd, "bob", src(), accounts.fields_for("bob")).unwrap();
+        assert_eq!(
+            other,
+            b"[bob;192.0.2.7/40001;ssh;9000;100;;/var/confd/homes/bob;oper;]\n"
+        );
+    }
+
+    #[test]
+    fn field_values_are_checked() {
+        let mut f = HeaderFields::default();
+        for (key, value, want) in [
+            ("uid", "x", "not a numeric id"),
+            ("subgids", "1,a", "not comma-separated numeric ids"),
+            ("groups", "a;b", "cannot go into the header"),
+            ("groups", "a,,b", "empty group name"),
+            ("home", "/x]", "cannot go into the header"),
+            ("proto", "", "must not be empty"),
+            ("shell", "sh", "unknown field"),
+        ] {
+            let err = f.set(key, value).unwrap_err();
+            assert!(err.contains(want), "{key}={value}: {err}");
+        }
+        let mut accounts = Accounts::default();
+        assert!(accounts
+            .add_user("admin uid")
+            .unwrap_err()
+            .contains("key=value"));
+        accounts.add_user("admin").unwrap();
+        assert!(accounts.add_user("admin").unwrap_err().contains("twice"));
+        assert!(accounts.add_user("a;b uid=1").is_err());
     }
 
     #[test]

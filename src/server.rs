@@ -385,7 +385,7 @@ impl Server {
                 self.config.header,
                 &user,
                 conn.client_addr,
-                &self.config.fields,
+                self.config.accounts.fields_for(&user),
             )
             .map(|h| (user, h))
             .map_err(|why| format!("header field unusable: {why}"))

@@ -256,3 +256,36 @@ fn fingerprint_subcommand_agrees_with_openssl() {
     }
     assert!(ours.contains("subject: CN=admin"), "{ours}");
 }
+
+#[test]
+fn per_user_header_fields_from_the_config_file() {
+    let pki = Pki::new();
+    let backend = Backend::new();
+    let conf = pki.file("nctls.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "backend = {}\nproto = tls\ngroups = oper\n\
+             user-fields = admin uid=1000 gid=10 subgids=20,30 groups=admin,wheel home=/home/%u\n",
+            backend.arg()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&pki, &["--config", &conf]);
+    for (cn, want) in [
+        (
+            "admin",
+            "tls;1000;10;20,30;/home/admin;admin,wheel;]\n".to_string(),
+        ),
+        (
+            "bob",
+            "tls;9000;100;;/var/confd/homes/bob;oper;]\n".to_string(),
+        ),
+    ] {
+        let mut c = connect(daemon.addr, pki.client(cn, Version::Tls13)).unwrap();
+        c.write_all(b"x").unwrap();
+        let (_b, header) = backend.accept();
+        assert!(header.starts_with(&format!("[{cn};127.0.0.1/")), "{header}");
+        assert!(header.ends_with(&want), "{cn}: {header}");
+    }
+}
