@@ -8,7 +8,8 @@ use nctls::server::Server;
 use nctls::{sys, tls};
 
 fn main() -> ExitCode {
-    match config::parse_args(std::env::args().skip(1)) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match config::parse_args(args.clone()) {
         Ok(Command::Help) => {
             print!("{}", config::usage());
             ExitCode::SUCCESS
@@ -31,7 +32,7 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(&e),
         },
-        Ok(Command::Run(config)) => match run(config) {
+        Ok(Command::Run(config)) => match run(config, args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e),
         },
@@ -39,19 +40,25 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: Config) -> Result<(), String> {
+fn run(config: Config, args: Vec<String>) -> Result<(), String> {
     init_logging(config.log_level);
     let tls = tls::load(&config)?;
     match sys::raise_fd_limit() {
         Ok(n) => log::debug!("descriptor limit {n}"),
         Err(e) => log::warn!("cannot raise the descriptor limit: {e}"),
     }
-    let signals = sys::Signals::new(&[libc::SIGTERM, libc::SIGINT])
+    let signals = sys::Signals::new(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
         .map_err(|e| format!("cannot set up signal handling: {e}"))?;
     let mut server = Server::bind(config, tls).map_err(|e| e.to_string())?;
     server
         .handle_signals(signals)
         .map_err(|e| format!("cannot watch signals: {e}"))?;
+    // SIGHUP: the same arguments again, so the config file and every file it names are re-read.
+    server.set_reloader(Box::new(move || match config::parse_args(args.clone()) {
+        Ok(Command::Run(config)) => tls::load(&config).map(|tls| (config, tls)),
+        Ok(_) => Err("the arguments no longer describe a server".into()),
+        Err(e) => Err(e.to_string()),
+    }));
     server.run().map_err(|e| format!("event loop failed: {e}"))
 }
 

@@ -72,6 +72,9 @@ struct Conn {
     scheduled: Option<Instant>,
 }
 
+/// Re-reads the configuration and loads its files, for SIGHUP.
+pub type Reloader = Box<dyn FnMut() -> Result<(Config, Loaded), String>>;
+
 /// Asks a running server to stop, from any thread.
 #[derive(Clone)]
 pub struct Stopper {
@@ -93,6 +96,7 @@ pub struct Server {
     tls: Loaded,
     listeners: Vec<TcpListener>,
     signals: Option<Signals>,
+    reloader: Option<Reloader>,
     stop_flag: Arc<AtomicBool>,
     waker: Arc<Waker>,
     slots: Vec<Option<Conn>>,
@@ -125,6 +129,7 @@ impl Server {
             tls,
             listeners,
             signals: None,
+            reloader: None,
             stop_flag: Arc::new(AtomicBool::new(false)),
             waker,
             slots: Vec::new(),
@@ -147,7 +152,7 @@ impl Server {
             .collect()
     }
 
-    /// Stops on SIGTERM/SIGINT delivered through `signals`.
+    /// Stops on SIGTERM/SIGINT and reloads on SIGHUP delivered through `signals`.
     pub fn handle_signals(&mut self, mut signals: Signals) -> io::Result<()> {
         self.poll
             .registry()
@@ -224,16 +229,47 @@ impl Server {
     }
 
     fn read_signals(&mut self, now: Instant) {
-        let mut stop = false;
+        let (mut stop, mut reload) = (false, false);
         if let Some(signals) = &self.signals {
             while let Ok(Some(sig)) = signals.next() {
-                info!("signal {sig}: stopping");
                 stop |= sig == libc::SIGTERM || sig == libc::SIGINT;
+                reload |= sig == libc::SIGHUP;
             }
         }
         if stop {
+            info!("signal: stopping");
             self.begin_stop(now);
+        } else if reload {
+            self.reload();
         }
+    }
+
+    /// Replaces configuration, certificates and identity rules for new
+    /// sessions; live sessions keep what they started with. A broken new
+    /// configuration changes nothing.
+    fn reload(&mut self) {
+        let Some(reloader) = self.reloader.as_mut() else {
+            return;
+        };
+        match reloader() {
+            Ok((config, tls)) => {
+                if config.listen != self.config.listen {
+                    warn!("reload: listen addresses change only on restart");
+                }
+                self.config = Config {
+                    listen: std::mem::take(&mut self.config.listen),
+                    ..config
+                };
+                self.tls = tls;
+                info!("reload: done; new sessions use the new configuration");
+            }
+            Err(e) => warn!("reload failed, keeping the current configuration: {e}"),
+        }
+    }
+
+    /// What SIGHUP calls to re-read the configuration and its files.
+    pub fn set_reloader(&mut self, reloader: Reloader) {
+        self.reloader = Some(reloader);
     }
 
     /// Stop accepting; end every session with close_notify.
