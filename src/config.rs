@@ -35,6 +35,8 @@ pub struct Config {
     pub accounts: Accounts,
     pub limits: Arc<Limits>,
     pub max_sessions: usize,
+    /// 0: no per-address limit.
+    pub max_sessions_per_ip: usize,
     /// Largest plaintext per TLS record sent to clients.
     pub max_record: usize,
     pub log_level: LevelFilter,
@@ -101,7 +103,8 @@ const OPTIONS: &[OptionSpec] = &[
     OptionSpec { name: "idle-timeout", arg: "SECS", help: "end sessions with no traffic either way, 0 = never [0]" },
     OptionSpec { name: "drain-timeout", arg: "SECS", help: "how long a half-closed or closing session may stay silent [10]" },
     OptionSpec { name: "tls12-close", arg: "strict|half-close", help: "TLS 1.2 client close_notify: answer at once (RFC 5246) or relay the backend's rest first [strict]" },
-    OptionSpec { name: "max-sessions", arg: "N", help: "sessions at once; more wait in the listen backlog [1000]" },
+    OptionSpec { name: "max-sessions", arg: "N", help: "sessions at once; more are refused with close_notify, then wait in the backlog [1000]" },
+    OptionSpec { name: "max-sessions-per-ip", arg: "N", help: "sessions at once from one client address, 0 = no limit [0]" },
     OptionSpec { name: "max-record", arg: "BYTES", help: "largest plaintext per TLS record to clients (ncclient needs <= 4096) [4096]" },
     OptionSpec { name: "log-level", arg: "LEVEL", help: "off, error, warn, info, debug or trace; RUST_LOG overrides [info]" },
 ];
@@ -297,6 +300,7 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
         tls12_close: Tls12Close::Strict,
     };
     let mut max_sessions = 1000;
+    let mut max_sessions_per_ip = 0;
     let mut max_record = 4096;
     let mut log_level = LevelFilter::Info;
 
@@ -349,6 +353,7 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
                 }
             }
             "max-sessions" => max_sessions = number(s, 1, 1 << 20)?,
+            "max-sessions-per-ip" => max_sessions_per_ip = number(s, 0, 1 << 20)?,
             "max-record" => max_record = number(s, 512, 16384)?,
             "log-level" => {
                 log_level = v.parse().map_err(|_| {
@@ -395,6 +400,7 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
         accounts,
         limits: Arc::new(limits),
         max_sessions,
+        max_sessions_per_ip,
         max_record,
         log_level,
     })
@@ -486,7 +492,11 @@ impl fmt::Display for Config {
             l.drain_timeout
         )?;
         writeln!(f, "tls12-close   {:?}", l.tls12_close)?;
-        writeln!(f, "max-sessions  {}", self.max_sessions)?;
+        writeln!(
+            f,
+            "max-sessions  {} (per address: {})",
+            self.max_sessions, self.max_sessions_per_ip
+        )?;
         write!(f, "max-record    {}", self.max_record)
     }
 }

@@ -23,6 +23,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use rustls::ServerConnection;
 
+use crate::admission::{Admission, Verdict};
 use crate::config::Config;
 use crate::header;
 use crate::identity::Peer;
@@ -68,6 +69,7 @@ struct Conn {
     backend: Backend,
     peer: Option<Peer>,
     user: Option<String>,
+    verdict: Verdict,
     /// The earliest deadline already in the timer heap for this slot.
     scheduled: Option<Instant>,
 }
@@ -103,10 +105,13 @@ pub struct Server {
     free: Vec<usize>,
     released: Vec<usize>,
     live: usize,
+    admission: Admission,
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     scratch: Vec<u8>,
     accept_paused: bool,
     accept_retry_at: Option<Instant>,
+    /// Out of descriptors: said once until an accept works again.
+    fd_exhausted: bool,
     stop_deadline: Option<Instant>,
 }
 
@@ -123,6 +128,7 @@ impl Server {
                 .register(&mut l, Token(FIRST_LISTENER - i), Interest::READABLE)?;
             listeners.push(l);
         }
+        let admission = Admission::new(config.max_sessions, config.max_sessions_per_ip);
         Ok(Server {
             poll,
             config,
@@ -136,10 +142,12 @@ impl Server {
             free: Vec::new(),
             released: Vec::new(),
             live: 0,
+            admission,
             timers: BinaryHeap::new(),
             scratch: vec![0; SCRATCH],
             accept_paused: false,
             accept_retry_at: None,
+            fd_exhausted: false,
             stop_deadline: None,
         })
     }
@@ -261,6 +269,8 @@ impl Server {
                     ..config
                 };
                 self.tls = tls;
+                self.admission
+                    .set_limits(self.config.max_sessions, self.config.max_sessions_per_ip);
                 info!("reload: done; new sessions use the new configuration");
             }
             Err(e) => warn!("reload failed, keeping the current configuration: {e}"),
@@ -293,15 +303,24 @@ impl Server {
     }
 
     fn accept(&mut self, index: usize, now: Instant) {
-        while self.live < self.config.max_sessions {
+        while self.admission.can_accept() {
             let Some(listener) = self.listeners.get(index) else {
                 return;
             };
             match listener.accept() {
-                Ok((stream, addr)) => self.start_session(stream, addr, now),
+                Ok((stream, addr)) => {
+                    if self.fd_exhausted {
+                        self.fd_exhausted = false;
+                        info!("accepting again");
+                    }
+                    self.start_session(stream, addr, now)
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if is_resource_limit(&e) => {
-                    warn!("cannot accept: {e}; pausing new connections briefly");
+                    if !self.fd_exhausted {
+                        warn!("cannot accept: {e}; pausing new connections until sessions end");
+                        self.fd_exhausted = true;
+                    }
                     self.accept_paused = true;
                     self.accept_retry_at = Some(now + ACCEPT_RETRY);
                     return;
@@ -309,13 +328,8 @@ impl Server {
                 Err(e) => debug!("accept: {e}"),
             }
         }
-        if !self.accept_paused {
-            warn!(
-                "max-sessions ({}) reached: new connections wait in the listen backlog",
-                self.config.max_sessions
-            );
-            self.accept_paused = true;
-        }
+        // Resumed after the next session ends (see `run`).
+        self.accept_paused = true;
     }
 
     fn start_session(&mut self, mut client: TcpStream, addr: SocketAddr, now: Instant) {
@@ -341,6 +355,7 @@ impl Server {
             return;
         }
         debug!("session from {addr}: accepted");
+        let verdict = self.admission.decide(addr.ip());
         self.slots[slot] = Some(Conn {
             session: Session::new(tls, self.config.limits.clone(), now),
             client,
@@ -348,6 +363,7 @@ impl Server {
             backend: Backend::None,
             peer: None,
             user: None,
+            verdict,
             scheduled: None,
         });
         self.live += 1;
@@ -416,6 +432,10 @@ impl Server {
         };
         let chain = conn.session.peer_certificates().unwrap_or(&[]);
         conn.peer = chain.first().map(|c| Peer::of(c));
+        if let Verdict::Refuse(why) = conn.verdict {
+            conn.session.refuse(why.to_string(), now);
+            return;
+        }
         let decision = self.tls.mapper.user_for(chain).and_then(|user| {
             header::build(
                 self.config.header,
@@ -489,6 +509,7 @@ impl Server {
             return;
         };
         self.live -= 1;
+        self.admission.release(conn.client_addr.ip(), conn.verdict);
         self.released.push(slot);
         let registry = self.poll.registry();
         let _ = registry.deregister(&mut conn.client);
