@@ -138,7 +138,8 @@ pub fn usage() -> String {
         s.push_str(&format!("  {flag:<32} {help}\n"));
     }
     s.push_str(
-        "\nSignals: SIGTERM/SIGINT stop accepting and end every session with close_notify.\n\
+        "\nSignals: SIGTERM/SIGINT stop accepting and end every session with close_notify;\n\
+         SIGHUP re-reads the config file, certificates, CRLs and identity rules for new sessions.\n\
          Logs go to stderr, one line per session end.\n",
     );
     s
