@@ -586,13 +586,6 @@ fn accept_within(backend: &Backend, timeout: Duration) -> (TcpStream, String) {
     backend.listener.set_nonblocking(false).unwrap();
     s.set_nonblocking(false).unwrap();
     s.set_read_timeout(Some(DEADLINE)).unwrap();
-    let mut header = Vec::new();
-    let mut byte = [0u8; 1];
-    while header.last() != Some(&b'\n') {
-        match s.read(&mut byte) {
-            Ok(1) => header.push(byte[0]),
-            _ => break,
-        }
-    }
-    (s, String::from_utf8_lossy(&header).into_owned())
+    let header = read_header(&mut s);
+    (s, header)
 }

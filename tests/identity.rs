@@ -26,52 +26,6 @@ fn openssl(dir: &std::path::Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// An openssl `ca` database for the test CA: revoke certificates, make CRLs.
-struct OpensslCa<'a> {
-    pki: &'a Pki,
-}
-
-impl<'a> OpensslCa<'a> {
-    fn new(pki: &'a Pki) -> OpensslCa<'a> {
-        let dir = pki.dir.path();
-        pki.ca.write_key(dir, "x509-ca");
-        std::fs::write(dir.join("index.txt"), "").unwrap();
-        std::fs::write(dir.join("crlnumber"), "01\n").unwrap();
-        std::fs::write(
-            dir.join("ca.conf"),
-            "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\ncrlnumber = crlnumber\n\
-             default_md = sha256\ndefault_crl_days = 30\n",
-        )
-        .unwrap();
-        OpensslCa { pki }
-    }
-
-    fn run(&self, extra: &[&str]) {
-        let mut args = vec![
-            "ca",
-            "-config",
-            "ca.conf",
-            "-keyfile",
-            "x509-ca-key.pem",
-            "-cert",
-            "x509-ca.pem",
-        ];
-        args.extend(extra);
-        openssl(self.pki.dir.path(), &args);
-    }
-
-    fn revoke(&self, cert_file: &str) {
-        self.run(&["-revoke", cert_file]);
-    }
-
-    fn crl(&self, out: &str, extra: &[&str]) -> String {
-        let mut args = vec!["-gencrl", "-out", out];
-        args.extend(extra);
-        self.run(&args);
-        self.pki.file(out)
-    }
-}
-
 /// Connects with `cert`; returns the rustls error if the handshake or the
 /// first read fails (TLS 1.3 reports client-auth failures on first read).
 fn attempt(daemon: &Daemon, pki: &Pki, cert: &pki::Issued, version: Version) -> Result<(), String> {

@@ -5,7 +5,6 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -21,44 +20,6 @@ fn server_cert_seen(daemon: &Daemon, pki: &Pki, backend: &Backend) -> Vec<u8> {
     drop(b);
     drop(c);
     cert
-}
-
-fn revoke(pki: &Pki, cert_file: &str) -> String {
-    let dir = pki.dir.path();
-    pki.ca.write_key(dir, "x509-ca");
-    std::fs::write(dir.join("index.txt"), "").unwrap();
-    std::fs::write(dir.join("crlnumber"), "01\n").unwrap();
-    std::fs::write(
-        dir.join("ca.conf"),
-        "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\ncrlnumber = crlnumber\n\
-         default_md = sha256\ndefault_crl_days = 30\n",
-    )
-    .unwrap();
-    let ca = [
-        "ca",
-        "-config",
-        "ca.conf",
-        "-keyfile",
-        "x509-ca-key.pem",
-        "-cert",
-        "x509-ca.pem",
-    ];
-    for extra in [
-        vec!["-revoke", cert_file],
-        vec!["-gencrl", "-out", "crl.pem"],
-    ] {
-        let out = Command::new("openssl")
-            .args(ca.iter().chain(extra.iter()))
-            .current_dir(dir)
-            .output()
-            .expect("openssl is needed (run .ci/run)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    pki.file("crl.pem")
 }
 
 #[test]
@@ -91,7 +52,9 @@ fn sighup_reloads_for_new_sessions_and_keeps_live_ones() {
     // 2. A revoked client and a new identity rule.
     let mallory = pki.ca.client("mallory");
     mallory.write(pki.dir.path(), "mallory");
-    let crl = revoke(&pki, "mallory.pem");
+    let ca = OpensslCa::new(&pki);
+    ca.revoke("mallory.pem");
+    let crl = ca.crl("crl.pem", &[]);
     std::fs::write(
         &conf,
         format!("{base}crl = {crl}\nmap = * specified renamed\n"),

@@ -297,15 +297,8 @@ impl Backend {
         let (mut s, _) = self.listener.accept().expect("backend accept");
         s.set_nodelay(true).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut header = Vec::new();
-        let mut byte = [0u8; 1];
-        while header.last() != Some(&b'\n') {
-            match s.read(&mut byte) {
-                Ok(1) => header.push(byte[0]),
-                _ => break,
-            }
-        }
-        (s, String::from_utf8_lossy(&header).into_owned())
+        let header = read_header(&mut s);
+        (s, header)
     }
 
     /// Accepts without reading anything.
@@ -324,6 +317,77 @@ impl Backend {
         }
         self.listener.set_nonblocking(false).unwrap();
         n
+    }
+}
+
+/// Reads one header line, byte by byte so nothing after it is consumed.
+pub fn read_header(s: &mut TcpStream) -> String {
+    let mut header = Vec::new();
+    let mut byte = [0u8; 1];
+    while header.last() != Some(&b'\n') {
+        match s.read(&mut byte) {
+            Ok(1) => header.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&header).into_owned()
+}
+
+/// An openssl `ca` database for a test CA in the PKI's directory: revoke
+/// certificates and make CRLs the way an operator would.
+pub struct OpensslCa<'a> {
+    pki: &'a Pki,
+}
+
+impl<'a> OpensslCa<'a> {
+    pub fn new(pki: &'a Pki) -> OpensslCa<'a> {
+        let dir = pki.dir.path();
+        pki.ca.write_key(dir, "x509-ca");
+        std::fs::write(dir.join("index.txt"), "").unwrap();
+        std::fs::write(dir.join("crlnumber"), "01\n").unwrap();
+        std::fs::write(
+            dir.join("ca.conf"),
+            "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\ncrlnumber = crlnumber\n\
+             default_md = sha256\ndefault_crl_days = 30\n",
+        )
+        .unwrap();
+        OpensslCa { pki }
+    }
+
+    fn run(&self, extra: &[&str]) {
+        let mut args = vec![
+            "ca",
+            "-config",
+            "ca.conf",
+            "-keyfile",
+            "x509-ca-key.pem",
+            "-cert",
+            "x509-ca.pem",
+        ];
+        args.extend(extra);
+        let out = Command::new("openssl")
+            .args(&args)
+            .current_dir(self.pki.dir.path())
+            .output()
+            .expect("openssl is needed (apt-get install openssl, or run .ci/run)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Marks the certificate in `cert_file` (in the PKI directory) revoked.
+    pub fn revoke(&self, cert_file: &str) {
+        self.run(&["-revoke", cert_file]);
+    }
+
+    /// Writes a CRL of everything revoked so far to `out`; returns its path.
+    pub fn crl(&self, out: &str, extra: &[&str]) -> String {
+        let mut args = vec!["-gencrl", "-out", out];
+        args.extend(extra);
+        self.run(&args);
+        self.pki.file(out)
     }
 }
 
