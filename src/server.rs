@@ -38,6 +38,10 @@ const FIRST_LISTENER: usize = usize::MAX - 2;
 /// One TLS record's worth of plaintext: the most any single read moves.
 const SCRATCH: usize = 16 * 1024;
 
+/// Connections the kernel queues for us (mio binds with 128, which a burst
+/// of clients outruns; Linux caps it at net.core.somaxconn).
+const LISTEN_BACKLOG: i32 = 4096;
+
 /// How long accepting pauses after running out of descriptors.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
@@ -123,6 +127,7 @@ impl Server {
         let mut listeners = Vec::new();
         for (i, addr) in config.listen.iter().enumerate() {
             let mut l = TcpListener::bind(*addr)
+                .and_then(|l| sys::set_backlog(l.as_raw_fd(), LISTEN_BACKLOG).map(|()| l))
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
             poll.registry()
                 .register(&mut l, Token(FIRST_LISTENER - i), Interest::READABLE)?;
@@ -390,11 +395,23 @@ impl Server {
                         conn.backend = Backend::Connected(socket);
                         conn.session.backend_connected(now);
                     }
+                    // Connected, then reset before we looked: not "unreachable".
+                    Some(Err(e)) if e.kind() == io::ErrorKind::ConnectionReset => {
+                        conn.session.backend_connected(now);
+                        conn.session.backend_reset(e.to_string());
+                    }
                     Some(Err(e)) => conn.session.backend_failed(e.to_string(), now),
                 }
             }
             conn.session.set_ready(Side::Backend, readable, writable);
         } else {
+            // A reset must end the session even while backpressure keeps
+            // us from reading the client (rustls is not asking for input).
+            if event.is_error() {
+                if let Ok(Some(e)) = conn.client.take_error() {
+                    conn.session.client_reset(e.to_string());
+                }
+            }
             conn.session.set_ready(Side::Client, readable, writable);
         }
         self.drive(slot, now);
@@ -528,7 +545,9 @@ impl Server {
         let peer = conn.peer.as_ref();
         log!(
             level,
-            "session end: client={} subject=\"{}\" sha256={} user={} tls={} bytes-in={} bytes-out={} duration={:.3}s reason={}",
+            // The subject is attacker-chosen text: quoted and escaped, so it
+            // cannot break the line or forge another.
+            "session end: client={} subject={:?} sha256={} user={} tls={} bytes-in={} bytes-out={} duration={:.3}s reason={}",
             conn.client_addr,
             peer.map_or("-", |p| p.subject.as_str()),
             peer.map_or("-", |p| p.sha256.as_str()),

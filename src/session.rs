@@ -290,6 +290,23 @@ impl Session {
         self.close_now(EndReason::BackendUnreachable(why), now);
     }
 
+    /// The client's socket reported an error (a reset): the stream is cut.
+    pub fn client_reset(&mut self, why: String) {
+        if self.phase != Phase::Ended {
+            self.end(self.client_failed(io::Error::other(why)));
+        }
+    }
+
+    /// The backend reset its connection right after it was made.
+    pub fn backend_reset(&mut self, why: String) {
+        if self.phase == Phase::Relaying && self.down == Down::Open {
+            self.note(EndReason::BackendReset(why));
+            self.down = Down::Draining;
+            self.up = Up::Shut;
+            self.to_backend.clear();
+        }
+    }
+
     /// Daemon shutdown: end with close_notify, dropping the backend.
     pub fn shutdown(&mut self, now: Instant) {
         self.close_now(EndReason::Shutdown, now);
@@ -1185,6 +1202,34 @@ mod tests {
         rig.run();
         assert_eq!(rig.status, Status::Ended);
         assert_eq!(rig.reason(), EndReason::BackendClosed);
+    }
+
+    #[test]
+    fn client_reset_reported_by_the_loop_ends_a_paused_session() {
+        let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+        rig.b.room = 0;
+        rig.client_send(&bytes(256 * 1024));
+        rig.run();
+        rig.session.client_reset("connection reset by peer".into());
+        rig.run();
+        assert_eq!(rig.status, Status::Ended);
+        assert!(rig.reason().is_truncation());
+    }
+
+    #[test]
+    fn backend_reset_at_connect_gets_close_notify() {
+        let mut rig = Rig::tls13();
+        rig.run();
+        rig.session.admit(HEADER, rig.now);
+        rig.connect();
+        rig.session.backend_reset("connection reset by peer".into());
+        rig.run();
+        assert!(rig.client_saw_close_notify);
+        assert!(matches!(rig.reason(), EndReason::BackendReset(_)));
+        assert!(
+            rig.b.output.is_empty(),
+            "nothing written to a reset backend"
+        );
     }
 
     #[test]

@@ -116,6 +116,15 @@ pub fn set_abortive_close(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Sets a listening socket's accept backlog (listening again only resizes it).
+pub fn set_backlog(fd: RawFd, backlog: i32) -> io::Result<()> {
+    // SAFETY: listen() on a socket the caller owns; no memory is passed.
+    if unsafe { libc::listen(fd, backlog) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Raises the soft descriptor limit to the hard limit; returns the new soft limit.
 pub fn raise_fd_limit() -> io::Result<u64> {
     let mut lim = libc::rlimit {

@@ -180,15 +180,29 @@ impl Daemon {
 
     /// Starts nctls with exactly `args`, in `cwd`.
     pub fn spawn(args: &[String], cwd: &Path) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_nctls"))
+        Daemon::spawn_with(args, cwd, |_| {})
+    }
+
+    /// Like [`Daemon::start`], with `configure` applied to the command
+    /// before it is spawned (e.g. a `pre_exec` hook that sets a limit).
+    pub fn start_with(pki: &Pki, args: &[&str], configure: impl FnOnce(&mut Command)) -> Daemon {
+        let mut all: Vec<String> = pki.server_args();
+        all.extend(["--listen".into(), "127.0.0.1:0".into()]);
+        all.extend(args.iter().map(|s| s.to_string()));
+        Daemon::spawn_with(&all, pki.dir.path(), configure)
+    }
+
+    fn spawn_with(args: &[String], cwd: &Path, configure: impl FnOnce(&mut Command)) -> Daemon {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_nctls"));
+        command
             .args(args)
             .current_dir(cwd)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start nctls");
+            .stderr(Stdio::piped());
+        configure(&mut command);
+        let mut child = command.spawn().expect("start nctls");
         let log = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
         let stderr = child.stderr.take().expect("stderr");
         let sink = log.clone();

@@ -135,6 +135,14 @@ impl Ca {
         self.issue(params)
     }
 
+    /// A client certificate valid only from 2090 on.
+    pub fn not_yet_valid_client(&self, cn: &str) -> Issued {
+        let mut params = client_params(cn);
+        params.not_before = rcgen::date_time_ymd(2090, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2091, 1, 1);
+        self.issue(params)
+    }
+
     fn issue(&self, params: CertificateParams) -> Issued {
         let key = KeyPair::generate().expect("keygen");
         let cert = params
@@ -142,6 +150,13 @@ impl Ca {
             .expect("sign certificate");
         Issued { cert, key }
     }
+}
+
+/// A client certificate with subject `CN=cn` that signs itself (no CA).
+pub fn self_signed_client(cn: &str) -> Issued {
+    let key = KeyPair::generate().expect("keygen");
+    let cert = client_params(cn).self_signed(&key).expect("self-sign");
+    Issued { cert, key }
 }
 
 fn client_params(cn: &str) -> CertificateParams {
