@@ -9,6 +9,7 @@ mod admission;
 pub mod config;
 mod der;
 pub mod header;
+pub mod hooks;
 pub mod identity;
 mod pending;
 pub mod server;

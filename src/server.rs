@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use log::{debug, info, log, warn, Level};
+use log::Level;
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -26,6 +26,8 @@ use rustls::ServerConnection;
 use crate::admission::{Admission, Verdict};
 use crate::config::Config;
 use crate::header;
+// The server's messages go to an embedder's sink when one is set (see hooks).
+use crate::hooks::{debug, info, log, warn, Hooks, IdentityRequest, SessionEnd};
 use crate::identity::Peer;
 use crate::session::{Session, Side, Status, Stream};
 use crate::sys::{self, Signals};
@@ -113,6 +115,7 @@ pub struct Server {
     /// Out of descriptors: said once until an accept works again.
     fd_exhausted: bool,
     stop_deadline: Option<Instant>,
+    hooks: Hooks,
 }
 
 impl Server {
@@ -149,6 +152,7 @@ impl Server {
             accept_retry_at: None,
             fd_exhausted: false,
             stop_deadline: None,
+            hooks: Hooks::default(),
         })
     }
 
@@ -275,6 +279,11 @@ impl Server {
             }
             Err(e) => warn!("reload failed, keeping the current configuration: {e}"),
         }
+    }
+
+    /// Identity and session-end hooks for an embedder (the C library).
+    pub fn set_hooks(&mut self, hooks: Hooks) {
+        self.hooks = hooks;
     }
 
     /// What SIGHUP calls to re-read the configuration and its files.
@@ -436,7 +445,16 @@ impl Server {
             conn.session.refuse(why.to_string(), now);
             return;
         }
-        let decision = self.tls.mapper.user_for(chain).and_then(|user| {
+        let rules = self.tls.mapper.user_for(chain);
+        let decision = match self.hooks.identity.as_mut() {
+            Some(hook) => hook(&IdentityRequest {
+                chain,
+                client: conn.client_addr,
+                rules: rules.as_deref().map_err(String::as_str),
+            }),
+            None => rules,
+        };
+        let decision = decision.and_then(|user| {
             header::build(
                 self.config.header,
                 &user,
@@ -526,6 +544,7 @@ impl Server {
             _ => Level::Warn,
         };
         let peer = conn.peer.as_ref();
+        let duration = now.duration_since(conn.session.started());
         log!(
             level,
             "session end: client={} subject=\"{}\" sha256={} user={} tls={} bytes-in={} bytes-out={} duration={:.3}s reason={}",
@@ -536,9 +555,21 @@ impl Server {
             conn.session.tls_description(),
             up,
             down,
-            now.duration_since(conn.session.started()).as_secs_f64(),
-            reason.map_or("unknown".to_string(), |r| r.to_string()),
+            duration.as_secs_f64(),
+            reason.as_ref().map_or("unknown".to_string(), |r| r.to_string()),
         );
+        if let Some(hook) = self.hooks.session_end.as_mut() {
+            hook(&SessionEnd {
+                client: conn.client_addr,
+                peer,
+                user: conn.user.as_deref(),
+                tls: &conn.session.tls_description(),
+                bytes_in: up,
+                bytes_out: down,
+                duration,
+                reason: reason.as_ref(),
+            });
+        }
     }
 }
 
