@@ -8,6 +8,7 @@
 mod admission;
 pub mod config;
 mod der;
+pub mod ffi;
 pub mod header;
 pub mod hooks;
 pub mod identity;
