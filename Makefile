@@ -15,7 +15,7 @@ PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 MAJOR := $(firstword $(subst ., ,$(VERSION)))
 # cbindgen is a tool, not a dependency; point releases change its output.
-CBINDGEN ?= cbindgen
+CBINDGEN ?= $(shell command -v cbindgen 2>/dev/null || echo $${CARGO_HOME:-$$HOME/.cargo}/bin/cbindgen)
 CBINDGEN_VERSION := 0.29.4
 # What a program linking libnctls.a statically also needs (rustc
 # --print native-static-libs); nctls.pc's Libs.private.

@@ -377,7 +377,8 @@ nctls_result nctls_config_load(struct nctls_config *cfg);
 /*
  Why the last `nctls_config_set` or `nctls_config_load` on `cfg` failed,
  naming the option (and file); "" after a success, NULL if `cfg` is NULL.
- Owned by `cfg`, valid until its next set, load or free.
+ Owned by `cfg`, valid until its next set, load or free. Thread-safe with
+ other calls that only read `cfg`.
  */
 const char *nctls_config_error(const struct nctls_config *cfg);
 
@@ -568,6 +569,7 @@ nctls_result nctls_conn_bytes(const struct nctls_conn *conn,
  Why the connection ended or the last call on it failed, e.g.
  `handshake-failed: ...` or `backend-closed`; "" if nothing to say, NULL
  if `conn` is NULL. Owned by `conn`, valid until its next call or free.
+ Not thread-safe with other calls on `conn`.
  */
 const char *nctls_conn_error(const struct nctls_conn *conn);
 

@@ -261,16 +261,22 @@ fn close_reason(r: Option<&EndReason>) -> nctls_close_reason {
 /// A static string. Thread-safe.
 #[no_mangle]
 pub extern "C" fn nctls_version() -> *const c_char {
-    concat!("nctls/", env!("CARGO_PKG_VERSION"), " rustls/0.23 ring\0")
-        .as_ptr()
-        .cast()
+    guard_or(std::ptr::null(), || {
+        concat!("nctls/", env!("CARGO_PKG_VERSION"), " rustls/0.23 ring\0")
+            .as_ptr()
+            .cast()
+    })
 }
 
 /// A static description of a result code (any value is accepted; unknown
 /// ones say so). Thread-safe.
 #[no_mangle]
 pub extern "C" fn nctls_result_str(result: u32) -> *const c_char {
-    let s: &'static str = match result {
+    guard_or(std::ptr::null(), || result_str(result).as_ptr().cast())
+}
+
+fn result_str(result: u32) -> &'static str {
+    match result {
         0 => "ok\0",
         8101 => "a required argument is NULL\0",
         8102 => "invalid argument\0",
@@ -285,15 +291,18 @@ pub extern "C" fn nctls_result_str(result: u32) -> *const c_char {
         8111 => "TLS handshake failed\0",
         8199 => "internal error (panic caught)\0",
         _ => "unknown result code\0",
-    };
-    s.as_ptr().cast()
+    }
 }
 
 /// A static name for a close reason, as in the log lines (`backend-closed`,
 /// `client-close-notify`, ...). Thread-safe.
 #[no_mangle]
 pub extern "C" fn nctls_close_reason_str(reason: u32) -> *const c_char {
-    let s: &'static str = match reason {
+    guard_or(std::ptr::null(), || reason_str(reason).as_ptr().cast())
+}
+
+fn reason_str(reason: u32) -> &'static str {
+    match reason {
         0 => "none\0",
         1 => "backend-closed\0",
         2 => "backend-reset\0",
@@ -310,8 +319,7 @@ pub extern "C" fn nctls_close_reason_str(reason: u32) -> *const c_char {
         13 => "timeout: drain\0",
         14 => "shutdown\0",
         _ => "unknown close reason\0",
-    };
-    s.as_ptr().cast()
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -439,7 +447,8 @@ pub unsafe extern "C" fn nctls_config_load(cfg: *mut nctls_config) -> nctls_resu
 
 /// Why the last `nctls_config_set` or `nctls_config_load` on `cfg` failed,
 /// naming the option (and file); "" after a success, NULL if `cfg` is NULL.
-/// Owned by `cfg`, valid until its next set, load or free.
+/// Owned by `cfg`, valid until its next set, load or free. Thread-safe with
+/// other calls that only read `cfg`.
 #[no_mangle]
 pub unsafe extern "C" fn nctls_config_error(cfg: *const nctls_config) -> *const c_char {
     guard_or(std::ptr::null(), || {
@@ -1482,6 +1491,7 @@ pub unsafe extern "C" fn nctls_conn_bytes(
 /// Why the connection ended or the last call on it failed, e.g.
 /// `handshake-failed: ...` or `backend-closed`; "" if nothing to say, NULL
 /// if `conn` is NULL. Owned by `conn`, valid until its next call or free.
+/// Not thread-safe with other calls on `conn`.
 #[no_mangle]
 pub unsafe extern "C" fn nctls_conn_error(conn: *const nctls_conn) -> *const c_char {
     guard_or(std::ptr::null(), || {

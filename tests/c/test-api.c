@@ -551,6 +551,12 @@ static void test_no_sigpipe(const char *big_backend)
         sleep_ms(50);
     }
     CHECK(rec.n_ends == 3, "three sessions ended (%d)", rec.n_ends);
+    /* At least one client died while nctls was still writing to it. */
+    int cut = count_reason(&rec, NCTLS_CLOSE_REASON_CLIENT_RESET) + count_reason(&rec, NCTLS_CLOSE_REASON_CLIENT_EOF) +
+              count_reason(&rec, NCTLS_CLOSE_REASON_TLS_ERROR);
+    CHECK(cut >= 1, "clients killed mid-transfer: %d", cut);
+    for (int i = 0; i < rec.n_ends; i++)
+        fprintf(stderr, "test-api: killed client %d: %s\n", i, nctls_close_reason_str(rec.ends[i]));
     CHECK_RESULT(nctls_server_stop(server), NCTLS_RESULT_OK);
     pthread_join(thread, NULL);
     CHECK_RESULT(nctls_server_free(server), NCTLS_RESULT_OK);
