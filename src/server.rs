@@ -296,10 +296,11 @@ impl Server {
         if self.stop_deadline.is_some() {
             return;
         }
-        info!("stopping: ending {} session(s)", self.live);
         for mut l in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut l);
         }
+        // Only now: once this line is out, new connections are refused.
+        info!("stopping: ending {} session(s)", self.live);
         self.accept_paused = false;
         self.accept_retry_at = None;
         self.stop_deadline = Some(now + self.config.limits.drain_timeout + Duration::from_secs(1));
