@@ -1373,7 +1373,10 @@ pub unsafe extern "C" fn nctls_conn_relay(
         let backend = if backend_fd >= 0 {
             match check_stream_socket(backend_fd) {
                 // SAFETY: an open stream socket, handed over by the caller.
-                Ok(()) => Some(unsafe { own_socket(backend_fd) }),
+                Ok(()) => Some(unsafe { own_socket(backend_fd) }.inspect_err(|_| {
+                    // SAFETY: handed over and not owned by anything else: close it as promised.
+                    unsafe { libc::close(backend_fd) };
+                })),
                 Err(why) => {
                     // SAFETY: the caller handed it over; closing a
                     // non-socket descriptor is what "nctls closes it" means.
