@@ -150,6 +150,8 @@ pub fn usage() -> String {
 enum Origin {
     CommandLine,
     File(String, usize),
+    /// `nctls_config_set` in the C library.
+    Library,
 }
 
 struct Setting {
@@ -163,6 +165,7 @@ impl Setting {
         match &self.origin {
             Origin::CommandLine => ConfigError(format!("--{}: {why}", self.name)),
             Origin::File(file, line) => ConfigError(format!("{file}:{line}: {}: {why}", self.name)),
+            Origin::Library => ConfigError(format!("{}: {why}", self.name)),
         }
     }
 }
@@ -214,23 +217,62 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
             origin: Origin::CommandLine,
         });
     }
-    let mut settings = Vec::new();
-    if let Some(file) = cli.iter().rev().find(|s| s.name == "config") {
-        settings = read_file(&file.value)?;
-    }
-    // A repeatable option on the command line replaces the file's list.
-    for name in REPEATABLE {
-        if cli.iter().any(|s| s.name == *name) {
-            settings.retain(|s| s.name != *name);
-        }
-    }
-    settings.extend(cli);
-    let config = build(&settings)?;
+    let config = assemble(cli)?;
     Ok(if check {
         Command::Check(config)
     } else {
         Command::Run(config)
     })
+}
+
+/// The config file named by the last `config` setting, if any, overlaid by
+/// `direct` (a repeatable option given directly replaces the file's list),
+/// then validated as a whole.
+fn assemble(direct: Vec<Setting>) -> Result<Config, ConfigError> {
+    let mut settings = Vec::new();
+    if let Some(file) = direct.iter().rev().find(|s| s.name == "config") {
+        settings = read_file(&file.value)?;
+    }
+    for name in REPEATABLE {
+        if direct.iter().any(|s| s.name == *name) {
+            settings.retain(|s| s.name != *name);
+        }
+    }
+    settings.extend(direct);
+    build(&settings)
+}
+
+/// Checks one `name = value` setting on its own, as the C library's
+/// `nctls_config_set` does before storing it: the name must be an option
+/// and the value must parse. Errors read `name: why`.
+pub(crate) fn check_setting(name: &str, value: &str) -> Result<(), ConfigError> {
+    known(name).ok_or_else(|| ConfigError(format!("unknown option {name:?}")))?;
+    if name == "config" {
+        return read_file(value).map(drop);
+    }
+    build(&[library_setting(name, value)]).map(drop)
+}
+
+/// Builds a configuration from `name = value` pairs in order, with the same
+/// names, defaults and validation as the command line (the C library's path).
+pub(crate) fn from_pairs(pairs: &[(String, String)]) -> Result<Config, ConfigError> {
+    for (name, _) in pairs {
+        known(name).ok_or_else(|| ConfigError(format!("unknown option {name:?}")))?;
+    }
+    assemble(
+        pairs
+            .iter()
+            .map(|(name, value)| library_setting(name, value))
+            .collect(),
+    )
+}
+
+fn library_setting(name: &str, value: &str) -> Setting {
+    Setting {
+        name: name.to_string(),
+        value: value.to_string(),
+        origin: Origin::Library,
+    }
 }
 
 /// Options that may be given several times, building a list.
@@ -663,6 +705,30 @@ mod tests {
         );
         let err = run(&["--groups", "a;b"]).unwrap_err();
         assert!(err.0.starts_with("--groups: "), "{}", err.0);
+    }
+
+    #[test]
+    fn library_pairs_use_the_same_rules() {
+        let pair = |n: &str, v: &str| (n.to_string(), v.to_string());
+        let c = from_pairs(&[
+            pair("listen", "127.0.0.1:7000"),
+            pair("listen", "[::1]:7001"),
+            pair("user", "admin"),
+            pair("max-record", "1024"),
+        ])
+        .unwrap();
+        assert_eq!(c.listen.len(), 2);
+        assert_eq!(c.identity, vec![Rule::parse("* specified admin").unwrap()]);
+        assert_eq!(c.max_record, 1024);
+        let err = from_pairs(&[pair("user", "a"), pair("map", "* common-name")]).unwrap_err();
+        assert!(err.0.starts_with("user: cannot be combined"), "{}", err.0);
+        assert_eq!(
+            check_setting("colour", "red").unwrap_err().0,
+            "unknown option \"colour\""
+        );
+        let err = check_setting("max-record", "9").unwrap_err();
+        assert!(err.0.starts_with("max-record: \"9\""), "{}", err.0);
+        assert!(check_setting("backend", "127.0.0.1:2023").is_ok());
     }
 
     #[test]

@@ -236,6 +236,7 @@ fn ip_name(raw: &[u8]) -> Option<String> {
 
 /// The identity rules plus the trust anchors needed to find a client's
 /// verified path (rustls only reports what the client sent).
+#[derive(Clone)]
 pub struct Mapper {
     rules: Vec<Rule>,
     cas: Vec<CertificateDer<'static>>,

@@ -8,7 +8,9 @@
 mod admission;
 pub mod config;
 mod der;
+pub mod ffi;
 pub mod header;
+pub mod hooks;
 pub mod identity;
 mod pending;
 pub mod server;

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use log::{debug, info, log, warn, Level};
+use log::Level;
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -26,6 +26,8 @@ use rustls::ServerConnection;
 use crate::admission::{Admission, Verdict};
 use crate::config::Config;
 use crate::header;
+// The server's messages go to an embedder's sink when one is set (see hooks).
+use crate::hooks::{debug, info, log, warn, Hooks, IdentityRequest, SessionEnd};
 use crate::identity::Peer;
 use crate::session::{Session, Side, Status, Stream};
 use crate::sys::{self, Signals};
@@ -117,6 +119,7 @@ pub struct Server {
     /// Out of descriptors: said once until an accept works again.
     fd_exhausted: bool,
     stop_deadline: Option<Instant>,
+    hooks: Hooks,
 }
 
 impl Server {
@@ -154,6 +157,7 @@ impl Server {
             accept_retry_at: None,
             fd_exhausted: false,
             stop_deadline: None,
+            hooks: Hooks::default(),
         })
     }
 
@@ -282,6 +286,11 @@ impl Server {
         }
     }
 
+    /// Identity and session-end hooks for an embedder (the C library).
+    pub fn set_hooks(&mut self, hooks: Hooks) {
+        self.hooks = hooks;
+    }
+
     /// What SIGHUP calls to re-read the configuration and its files.
     pub fn set_reloader(&mut self, reloader: Reloader) {
         self.reloader = Some(reloader);
@@ -292,10 +301,11 @@ impl Server {
         if self.stop_deadline.is_some() {
             return;
         }
-        info!("stopping: ending {} session(s)", self.live);
         for mut l in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut l);
         }
+        // Only now: once this line is out, new connections are refused.
+        info!("stopping: ending {} session(s)", self.live);
         self.accept_paused = false;
         self.accept_retry_at = None;
         self.stop_deadline = Some(now + self.config.limits.drain_timeout + Duration::from_secs(1));
@@ -453,7 +463,16 @@ impl Server {
             conn.session.refuse(why.to_string(), now);
             return;
         }
-        let decision = self.tls.mapper.user_for(chain).and_then(|user| {
+        let rules = self.tls.mapper.user_for(chain);
+        let decision = match self.hooks.identity.as_mut() {
+            Some(hook) => hook(&IdentityRequest {
+                chain,
+                client: conn.client_addr,
+                rules: rules.as_deref().map_err(String::as_str),
+            }),
+            None => rules,
+        };
+        let decision = decision.and_then(|user| {
             header::build(
                 self.config.header,
                 &user,
@@ -543,6 +562,7 @@ impl Server {
             _ => Level::Warn,
         };
         let peer = conn.peer.as_ref();
+        let duration = now.duration_since(conn.session.started());
         log!(
             level,
             // The subject is attacker-chosen text: quoted and escaped, so it
@@ -555,9 +575,21 @@ impl Server {
             conn.session.tls_description(),
             up,
             down,
-            now.duration_since(conn.session.started()).as_secs_f64(),
-            reason.map_or("unknown".to_string(), |r| r.to_string()),
+            duration.as_secs_f64(),
+            reason.as_ref().map_or("unknown".to_string(), |r| r.to_string()),
         );
+        if let Some(hook) = self.hooks.session_end.as_mut() {
+            hook(&SessionEnd {
+                client: conn.client_addr,
+                peer,
+                user: conn.user.as_deref(),
+                tls: &conn.session.tls_description(),
+                bytes_in: up,
+                bytes_out: down,
+                duration,
+                reason: reason.as_ref(),
+            });
+        }
     }
 }
 

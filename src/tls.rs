@@ -20,6 +20,7 @@ const RECORD_HEADER: usize = 5;
 
 /// What every new session is verified and identified with; replaced as a
 /// whole on reload.
+#[derive(Clone)]
 pub struct Loaded {
     pub server: Arc<ServerConfig>,
     pub mapper: Mapper,

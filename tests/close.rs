@@ -795,7 +795,7 @@ fn stop_on_signal(sig: &str) {
     let signalled = Instant::now();
     daemon.signal(sig);
     daemon
-        .wait_log("stopping", SOON)
+        .wait_log("stopping: ending", SOON)
         .expect("daemon logs that it stops");
     let refused = TcpStream::connect(daemon.addr);
     let running = daemon.child.try_wait().unwrap().is_none();
