@@ -23,6 +23,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use rustls::{ServerConfig, ServerConnection};
 
+use crate::backend::BackendStream;
 use crate::config::Config;
 use crate::header;
 use crate::identity::{self, Peer};
@@ -47,12 +48,12 @@ impl Stream for TcpStream {
 
 enum Backend {
     None,
-    Connecting(TcpStream),
-    Connected(TcpStream),
+    Connecting(BackendStream),
+    Connected(BackendStream),
 }
 
 impl Backend {
-    fn socket(&mut self) -> Option<&mut TcpStream> {
+    fn socket(&mut self) -> Option<&mut BackendStream> {
         match self {
             Backend::None => None,
             Backend::Connecting(s) | Backend::Connected(s) => Some(s),
@@ -325,7 +326,7 @@ impl Server {
         let writable = event.is_writable() || event.is_write_closed() || event.is_error();
         if is_backend {
             if let Backend::Connecting(socket) = &conn.backend {
-                match connect_result(socket) {
+                match socket.connect_result() {
                     None => return,
                     Some(Ok(())) => {
                         let Backend::Connecting(socket) =
@@ -333,7 +334,7 @@ impl Server {
                         else {
                             return;
                         };
-                        let _ = socket.set_nodelay(true);
+                        socket.set_nodelay();
                         conn.backend = Backend::Connected(socket);
                         conn.session.backend_connected(now);
                     }
@@ -403,7 +404,7 @@ impl Server {
         let Some(conn) = self.slots[slot].as_mut() else {
             return;
         };
-        let result = TcpStream::connect(self.config.backend).and_then(|mut socket| {
+        let result = self.config.backend.connect().and_then(|mut socket| {
             self.poll.registry().register(
                 &mut socket,
                 Token(2 * slot + 1),
@@ -481,19 +482,6 @@ impl Server {
             now.duration_since(conn.session.started()).as_secs_f64(),
             reason.map_or("unknown".to_string(), |r| r.to_string()),
         );
-    }
-}
-
-/// `None` while still connecting; the outcome once known.
-fn connect_result(socket: &TcpStream) -> Option<io::Result<()>> {
-    match socket.take_error() {
-        Ok(Some(e)) | Err(e) => return Some(Err(e)),
-        Ok(None) => {}
-    }
-    match socket.peer_addr() {
-        Ok(_) => Some(Ok(())),
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => None,
-        Err(e) => Some(Err(e)),
     }
 }
 
