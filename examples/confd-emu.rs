@@ -391,11 +391,16 @@ fn message_id(msg: &str) -> Option<(char, &str)> {
     Some((quote, &value[..value.find(quote)?]))
 }
 
-/// `<data>` with `size` bytes of filler: whole `<x>` lines padded with spaces.
+/// `<data>` with `size` bytes of filler: whole `<x>` lines padded with
+/// spaces. Lines are about 1 KiB, like real config entries: libyang (in
+/// libnetconf2) parses tens of thousands of tiny siblings very slowly.
 fn data_reply(size: usize) -> String {
-    const LINE: &str = "<x>nctls filler 0123456789 abcdefghijklmnopqrstuvwxyz</x>\n";
-    let mut data = LINE.repeat(size / LINE.len());
-    data.push_str(&" ".repeat(size % LINE.len()));
+    let line = format!(
+        "<x>nctls filler {}</x>\n",
+        "0123456789 abcdefghijklmnopqrstuvwxyz ".repeat(26)
+    );
+    let mut data = line.repeat(size / line.len());
+    data.push_str(&" ".repeat(size % line.len()));
     format!("<data>{data}</data>")
 }
 
