@@ -20,6 +20,12 @@ CBINDGEN_VERSION := 0.29.4
 # What a program linking libnctls.a statically also needs (rustc
 # --print native-static-libs); nctls.pc's Libs.private.
 NATIVE_STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+PYTHON ?= python3
+VENV := target/venv
+LN2_CLIENT := target/interop/ln2-client
+# PyPI NETCONF clients for tests/netconf.rs, pinned: stock ncclient 0.7.x is
+# the one with bug #651 that --max-record's default works around.
+PY_CLIENTS := ncclient==0.7.1 netconf-client==3.6.0 netconf-console2==3.0.1 six==1.17.0
 
 DIST := target/dist
 # `lib-small` (opt-level "s") trades 20% of the libraries' size for no
@@ -35,7 +41,7 @@ C_PROGRAMS := tls-subsys embed test-api
 C_BINS := $(addprefix $(CBUILD)/,$(C_PROGRAMS)) $(addprefix $(CBUILD)/asan/,$(C_PROGRAMS))
 
 .PHONY: all build lib header check-header cbindgen check-symbols c-examples c-test \
-	demo certs test lint install clean
+	demo certs test lint install clean venv interop-clients
 
 all: build lib c-examples
 
@@ -129,7 +135,24 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
-test: lint
+# Third-party NETCONF clients the interop tests drive (.ci/run installs
+# python3-venv, libnetconf2-dev, libssh-dev, netconfd).
+venv: $(VENV)/.installed
+
+$(VENV)/.installed:
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(PY_CLIENTS)
+	touch $@
+
+interop-clients: venv $(LN2_CLIENT)
+
+$(LN2_CLIENT): tests/interop/ln2-client.c
+	@pkg-config --exists libnetconf2 libyang openssl || \
+	  { echo "ln2-client needs libnetconf2-dev and libssh-dev: apt-get install -y libnetconf2-dev libssh-dev (or run .ci/run)"; exit 1; }
+	mkdir -p $(dir $@)
+	$(CC) -Wall -Wextra -Werror -O2 -o $@ $< $$(pkg-config --cflags --libs libnetconf2 libyang openssl)
+
+test: lint interop-clients
 	$(CARGO) test
 	$(MAKE) c-test
 

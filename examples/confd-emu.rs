@@ -197,12 +197,19 @@ fn parse_header(line: &str) -> Result<Vec<String>, String> {
     Ok(fields.iter().map(|f| f.to_string()).collect())
 }
 
-/// SOURCE is `IP/port`, e.g. `192.0.2.1/4711` or `::1/4711`.
+/// SOURCE is `IP/port` (what nctls and the GnuTLS demo write, e.g.
+/// `192.0.2.1/4711` or `::1/4711`) or a bare IP (what Tail-f's
+/// netconf-console writes for `--tcp`); ConfD accepts both.
 fn check_source(source: &str) -> Result<(), String> {
-    let bad = || format!("source {source:?} is not IP/port");
-    let (ip, port) = source.rsplit_once('/').ok_or_else(bad)?;
+    let bad = || format!("source {source:?} is neither IP nor IP/port");
+    let ip = match source.rsplit_once('/') {
+        Some((ip, port)) => {
+            port.parse::<u16>().map_err(|_| bad())?;
+            ip
+        }
+        None => source,
+    };
     ip.parse::<IpAddr>().map_err(|_| bad())?;
-    port.parse::<u16>().map_err(|_| bad())?;
     Ok(())
 }
 
@@ -346,16 +353,34 @@ fn handle_rpc(id: u32, msg: &str, opts: &Options, shared: &Shared) -> (String, b
     (reply, close)
 }
 
-/// True if `msg` contains a `<name` start tag (followed by `>`, `/` or space),
-/// so `<get` does not match `<get-config`.
-fn has_element(msg: &str, name: &str) -> bool {
-    let tag = format!("<{name}");
-    msg.match_indices(&tag).any(|(i, _)| {
-        matches!(
-            msg.as_bytes().get(i + tag.len()),
-            Some(b'>' | b'/' | b' ' | b'\t' | b'\r' | b'\n')
-        )
+/// Local names of the start tags in `msg`, with their end offsets:
+/// `<get>`, `<nc:get-config>` (ncclient prefixes every element) and
+/// `<lock/>` give `get`, `get-config`, `lock`.
+fn start_tags(msg: &str) -> impl Iterator<Item = (&str, usize)> {
+    msg.match_indices('<').filter_map(move |(i, _)| {
+        let rest = &msg[i + 1..];
+        let end = rest.find(|c: char| c.is_whitespace() || c == '>' || c == '/')?;
+        let qname = &rest[..end];
+        if qname.is_empty() || qname.starts_with(['?', '!']) {
+            return None;
+        }
+        let local = qname.rsplit(':').next().unwrap_or(qname);
+        let close = rest.find('>')?;
+        Some((local, i + 1 + close + 1))
     })
+}
+
+/// True if `msg` has an element named `name`, whatever its prefix, so
+/// `get` does not match `get-config`.
+fn has_element(msg: &str, name: &str) -> bool {
+    start_tags(msg).any(|(local, _)| local == name)
+}
+
+/// The text of the first element named `name`, whatever its prefix.
+fn element_text<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+    let (_, start) = start_tags(msg).find(|(local, _)| *local == name)?;
+    let len = msg[start..].find('<')?;
+    Some(&msg[start..start + len])
 }
 
 /// The rpc's message-id attribute value and its quote character.
@@ -366,11 +391,16 @@ fn message_id(msg: &str) -> Option<(char, &str)> {
     Some((quote, &value[..value.find(quote)?]))
 }
 
-/// `<data>` with `size` bytes of filler: whole `<x>` lines padded with spaces.
+/// `<data>` with `size` bytes of filler: whole `<x>` lines padded with
+/// spaces. Lines are about 1 KiB, like real config entries: libyang (in
+/// libnetconf2) parses tens of thousands of tiny siblings very slowly.
 fn data_reply(size: usize) -> String {
-    const LINE: &str = "<x>nctls filler 0123456789 abcdefghijklmnopqrstuvwxyz</x>\n";
-    let mut data = LINE.repeat(size / LINE.len());
-    data.push_str(&" ".repeat(size % LINE.len()));
+    let line = format!(
+        "<x>nctls filler {}</x>\n",
+        "0123456789 abcdefghijklmnopqrstuvwxyz ".repeat(26)
+    );
+    let mut data = line.repeat(size / line.len());
+    data.push_str(&" ".repeat(size % line.len()));
     format!("<data>{data}</data>")
 }
 
@@ -402,8 +432,7 @@ fn unlock(id: u32, shared: &Shared) -> String {
 /// Shut the target's socket down like ConfD does; its own thread then sees
 /// EOF/error and logs "killed by".
 fn kill(id: u32, msg: &str, shared: &Shared) -> String {
-    let target =
-        between(msg, "<session-id>", "</session-id>").and_then(|s| s.trim().parse::<u32>().ok());
+    let target = element_text(msg, "session-id").and_then(|s| s.trim().parse::<u32>().ok());
     let mut st = state(shared);
     let Some(target) = target.filter(|t| *t != id && st.sessions.contains_key(t)) else {
         return rpc_error("invalid-value", "no such other session", "");
@@ -419,12 +448,6 @@ fn kill(id: u32, msg: &str, shared: &Shared) -> String {
     }
     log!("session {id}: killed session {target}");
     "<ok/>".to_string()
-}
-
-fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
-    let from = s.find(start)? + start.len();
-    let len = s[from..].find(end)?;
-    Some(&s[from..from + len])
 }
 
 fn rpc_error(tag: &str, message: &str, info: &str) -> String {

@@ -7,13 +7,14 @@
 //! was expected.
 
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use log::LevelFilter;
 
+use crate::backend::BackendAddr;
 use crate::header::{self, Accounts, HeaderKind};
 use crate::identity::{MapType, Rule};
 use crate::session::{Limits, Tls12Close};
@@ -22,7 +23,7 @@ use crate::session::{Limits, Tls12Close};
 #[derive(Clone, Debug)]
 pub struct Config {
     pub listen: Vec<SocketAddr>,
-    pub backend: SocketAddr,
+    pub backend: BackendAddr,
     pub cert: PathBuf,
     pub key: PathBuf,
     pub ca: PathBuf,
@@ -82,7 +83,7 @@ struct OptionSpec {
 const OPTIONS: &[OptionSpec] = &[
     OptionSpec { name: "config", arg: "FILE", help: "read `name = value` lines (same names as these options); the command line wins" },
     OptionSpec { name: "listen", arg: "ADDR:PORT", help: "TLS address to listen on, repeatable, IPv6 as [::]:6513 [0.0.0.0:6513]" },
-    OptionSpec { name: "backend", arg: "HOST:PORT", help: "the NETCONF server's plain TCP port (ConfD's netconf tcp transport) [127.0.0.1:2023]" },
+    OptionSpec { name: "backend", arg: "HOST:PORT|unix:PATH", help: "the NETCONF server's plain TCP port (ConfD's netconf tcp transport) or unix socket [127.0.0.1:2023]" },
     OptionSpec { name: "cert", arg: "FILE", help: "server certificate chain, PEM [x509-server.pem]" },
     OptionSpec { name: "key", arg: "FILE", help: "server private key, PEM (PKCS#8, PKCS#1 or SEC1) [x509-server-key.pem]" },
     OptionSpec { name: "ca", arg: "FILE", help: "CA certificate(s) that issue client certificates, PEM [x509-ca.pem]" },
@@ -90,7 +91,7 @@ const OPTIONS: &[OptionSpec] = &[
     OptionSpec { name: "min-tls", arg: "1.2|1.3", help: "oldest TLS version accepted [1.2]" },
     OptionSpec { name: "user", arg: "NAME", help: "every verified client is this user (the GnuTLS demo's behaviour); same as --map '* specified NAME'" },
     OptionSpec { name: "map", arg: "RULE", help: "cert-to-name rule 'FINGERPRINT MAP-TYPE [NAME]', repeatable, tried in order [* common-name]" },
-    OptionSpec { name: "header", arg: "confd|none", help: "session header written to the backend first [confd]" },
+    OptionSpec { name: "header", arg: "confd|ncx[:PORT]|none", help: "session header written to the backend first: ConfD's, yuma123 netconfd's <ncx-connect> (PORT from its --port list, default 830), or none [confd]" },
     OptionSpec { name: "proto", arg: "NAME", help: "header field PROTO [ssh]" },
     OptionSpec { name: "uid", arg: "N", help: "header field UID [9000]" },
     OptionSpec { name: "gid", arg: "N", help: "header field GID [100]" },
@@ -324,7 +325,7 @@ fn parse_file(path: &str, text: &str) -> Result<Vec<Setting>, ConfigError> {
 
 fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
     let mut listen = Vec::new();
-    let mut backend = "127.0.0.1:2023".parse().expect("valid default");
+    let mut backend = BackendAddr::Tcp("127.0.0.1:2023".parse().expect("valid default"));
     let mut cert = PathBuf::from("x509-server.pem");
     let mut key = PathBuf::from("x509-server-key.pem");
     let mut ca = PathBuf::from("x509-ca.pem");
@@ -355,7 +356,7 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
                 v.parse()
                     .map_err(|_| s.error(format!("{v:?} is not IP:PORT (IPv6 as [::]:6513)")))?,
             ),
-            "backend" => backend = resolve(v).map_err(|why| s.error(why))?,
+            "backend" => backend = BackendAddr::parse(v).map_err(|why| s.error(why))?,
             "cert" => cert = path(s)?,
             "key" => key = path(s)?,
             "ca" => ca = path(s)?,
@@ -378,8 +379,9 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
                 }
             }
             "header" => {
-                header = HeaderKind::parse(v)
-                    .ok_or_else(|| s.error(format!("{v:?}: expected confd or none")))?
+                header = HeaderKind::parse(v).ok_or_else(|| {
+                    s.error(format!("{v:?}: expected confd, ncx, ncx:PORT or none"))
+                })?
             }
             "handshake-timeout" => limits.handshake_timeout = seconds(s, false)?,
             "connect-timeout" => limits.connect_timeout = seconds(s, false)?,
@@ -447,15 +449,6 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
         max_record,
         log_level,
     })
-}
-
-fn resolve(v: &str) -> Result<SocketAddr, String> {
-    let mut addrs = v
-        .to_socket_addrs()
-        .map_err(|e| format!("{v:?} is not HOST:PORT: {e}"))?;
-    addrs
-        .next()
-        .ok_or_else(|| format!("{v:?} resolves to no address"))
 }
 
 fn path(s: &Setting) -> Result<PathBuf, ConfigError> {
@@ -566,7 +559,10 @@ mod tests {
             c.listen,
             vec!["0.0.0.0:6513".parse::<SocketAddr>().unwrap()]
         );
-        assert_eq!(c.backend, "127.0.0.1:2023".parse::<SocketAddr>().unwrap());
+        assert_eq!(
+            c.backend,
+            BackendAddr::Tcp("127.0.0.1:2023".parse().unwrap())
+        );
         assert_eq!(c.cert, PathBuf::from("x509-server.pem"));
         assert_eq!(c.key, PathBuf::from("x509-server-key.pem"));
         assert_eq!(c.ca, PathBuf::from("x509-ca.pem"));
@@ -598,6 +594,17 @@ mod tests {
     }
 
     #[test]
+    fn unix_backend_and_ncx_header() {
+        let c = run(&["--backend", "unix:/tmp/ncx.sock", "--header", "ncx"]).unwrap();
+        assert_eq!(c.backend, BackendAddr::Unix("/tmp/ncx.sock".into()));
+        assert_eq!(c.header, HeaderKind::Ncx { port: 830 });
+        let c = run(&["--header=ncx:1830"]).unwrap();
+        assert_eq!(c.header, HeaderKind::Ncx { port: 1830 });
+        let err = run(&["--backend", "unix:"]).unwrap_err().0;
+        assert!(err.starts_with("--backend: "), "{err}");
+    }
+
+    #[test]
     fn errors_name_the_option() {
         let cases: &[(&[&str], &str)] = &[
             (&["--lissten", "x"], "unknown option --lissten"),
@@ -615,7 +622,7 @@ mod tests {
             ),
             (
                 &["--header", "xml"],
-                "--header: \"xml\": expected confd or none",
+                "--header: \"xml\": expected confd, ncx, ncx:PORT or none",
             ),
             (
                 &["--max-sessions", "0"],

@@ -28,6 +28,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use rustls::ServerConnection;
 
+use crate::backend::BackendStream;
 use crate::config::{self, Config};
 use crate::header;
 use crate::hooks::{self, Hooks, IdentityRequest, SessionEnd};
@@ -971,7 +972,7 @@ struct Conn {
     events: Events,
     client: Option<TcpStream>,
     client_addr: SocketAddr,
-    backend: Option<TcpStream>,
+    backend: Option<BackendStream>,
     backend_connecting: bool,
     session: Session,
     state: ConnState,
@@ -1157,7 +1158,11 @@ impl Conn {
                 }
                 if event.token() == BACKEND {
                     if self.backend_connecting {
-                        match self.backend.as_ref().and_then(connect_result) {
+                        match self
+                            .backend
+                            .as_ref()
+                            .and_then(BackendStream::connect_result)
+                        {
                             None => continue,
                             Some(Ok(())) => {
                                 self.backend_connecting = false;
@@ -1201,19 +1206,6 @@ impl Conn {
         }
         self.finish();
         close_reason(self.session.end_reason())
-    }
-}
-
-/// `None` while still connecting; the outcome once known.
-fn connect_result(socket: &TcpStream) -> Option<io::Result<()>> {
-    match socket.take_error() {
-        Ok(Some(e)) | Err(e) => return Some(Err(e)),
-        Ok(None) => {}
-    }
-    match socket.peer_addr() {
-        Ok(_) => Some(Ok(())),
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => None,
-        Err(e) => Some(Err(e)),
     }
 }
 
@@ -1373,10 +1365,14 @@ pub unsafe extern "C" fn nctls_conn_relay(
         let backend = if backend_fd >= 0 {
             match check_stream_socket(backend_fd) {
                 // SAFETY: an open stream socket, handed over by the caller.
-                Ok(()) => Some(unsafe { own_socket(backend_fd) }.inspect_err(|_| {
-                    // SAFETY: handed over and not owned by anything else: close it as promised.
-                    unsafe { libc::close(backend_fd) };
-                })),
+                Ok(()) => Some(
+                    unsafe { own_socket(backend_fd) }
+                        .map(BackendStream::Tcp)
+                        .inspect_err(|_| {
+                            // SAFETY: handed over and not owned by anything else: close it as promised.
+                            unsafe { libc::close(backend_fd) };
+                        }),
+                ),
                 Err(why) => {
                     // SAFETY: the caller handed it over; closing a
                     // non-socket descriptor is what "nctls closes it" means.
@@ -1409,7 +1405,7 @@ pub unsafe extern "C" fn nctls_conn_relay(
                 conn.session.admit(&h, now);
                 let socket = match backend {
                     Some(socket) => socket,
-                    None => TcpStream::connect(built.config.backend),
+                    None => built.config.backend.connect(),
                 };
                 let registered = socket.and_then(|mut s| {
                     conn.poll.registry().register(

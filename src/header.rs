@@ -1,10 +1,14 @@
-//! The one line nctls writes to the backend before any client byte: ConfD's
-//! NETCONF TCP session header, which tells ConfD who the user is.
+//! What nctls writes to the backend before any client byte, telling the
+//! NETCONF server who the user is.
 //!
-//! `[USER;SOURCE;PROTO;UID;GID;SUBGIDS;HOMEDIR;GROUPS;]\n`, SOURCE being the
-//! client's `IP/port`. ConfD trusts this line blindly, so a value that could
-//! break its shape (a `;`, a bracket, a control character) is refused here,
-//! never written.
+//! - ConfD's NETCONF TCP session header,
+//!   `[USER;SOURCE;PROTO;UID;GID;SUBGIDS;HOMEDIR;GROUPS;]\n`, SOURCE being
+//!   the client's `IP/port`. ConfD trusts this line blindly, so a value that
+//!   could break its shape (a `;`, a bracket, a control character) is
+//!   refused here, never written.
+//! - yuma123 `netconfd`'s `<ncx-connect>` message, the one its
+//!   `netconf-subsystem` sends on the server's local socket: the user goes
+//!   into an XML attribute, escaped; control characters are refused.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -14,26 +18,43 @@ use std::net::SocketAddr;
 pub enum HeaderKind {
     /// ConfD's `[USER;SOURCE;...;]` line (the GnuTLS demo's).
     Confd,
+    /// yuma123 netconfd's `<ncx-connect>`; `port` must be in netconfd's
+    /// `--port` list (its default list is 830 alone).
+    Ncx { port: u16 },
     /// No header: a plain byte relay.
     None,
 }
 
+/// The port netconfd allows when started without `--port`.
+pub(crate) const NCX_DEFAULT_PORT: u16 = 830;
+
 impl HeaderKind {
+    /// `confd`, `none`, `ncx` or `ncx:PORT`.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "confd" => Some(HeaderKind::Confd),
             "none" => Some(HeaderKind::None),
-            _ => None,
+            "ncx" => Some(HeaderKind::Ncx {
+                port: NCX_DEFAULT_PORT,
+            }),
+            _ => {
+                let port = s.strip_prefix("ncx:")?.parse().ok()?;
+                Some(HeaderKind::Ncx { port })
+            }
         }
     }
 }
 
 impl fmt::Display for HeaderKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            HeaderKind::Confd => "confd",
-            HeaderKind::None => "none",
-        })
+        match self {
+            HeaderKind::Confd => f.write_str("confd"),
+            HeaderKind::Ncx {
+                port: NCX_DEFAULT_PORT,
+            } => f.write_str("ncx"),
+            HeaderKind::Ncx { port } => write!(f, "ncx:{port}"),
+            HeaderKind::None => f.write_str("none"),
+        }
     }
 }
 
@@ -202,9 +223,14 @@ pub fn build(
     source: SocketAddr,
     fields: &HeaderFields,
 ) -> Result<Vec<u8>, Unsafe> {
-    if kind == HeaderKind::None {
-        return Ok(Vec::new());
+    match kind {
+        HeaderKind::None => Ok(Vec::new()),
+        HeaderKind::Confd => confd(user, source, fields),
+        HeaderKind::Ncx { port } => ncx(user, source, port),
     }
+}
+
+fn confd(user: &str, source: SocketAddr, fields: &HeaderFields) -> Result<Vec<u8>, Unsafe> {
     check_user(user)?;
     let home = fields.home.replace("%u", user);
     for value in [&fields.proto, &fields.subgids, &home, &fields.groups] {
@@ -221,6 +247,53 @@ pub fn build(
         fields.groups,
     )
     .into_bytes())
+}
+
+/// netconfd's shared secret for local subsystems (yuma123's
+/// `NCX_SERVER_MAGIC`); it keeps nothing secret, the socket's permissions do.
+const NCX_MAGIC: &str = "x56o8937ab17eg922z34rwhobskdbyswfehkpsqq3i55a0an960ccw24a4ek864aOpal1t2p";
+
+/// The `<ncx-connect>` message as yuma123's `netconf-subsystem` writes it,
+/// old-style `]]>]]>` framed. netconfd checks version, magic, transport
+/// (only `ssh`) and port, and takes `address` as the client's bare IP.
+fn ncx(user: &str, source: SocketAddr, port: u16) -> Result<Vec<u8>, Unsafe> {
+    if user.is_empty() {
+        return Err(Unsafe::Empty);
+    }
+    if user.len() > MAX_NAME {
+        return Err(Unsafe::TooLong);
+    }
+    // XML attribute values normalise tabs and newlines to spaces: refuse
+    // every control character rather than hand netconfd a different name.
+    if let Some(c) = user.chars().find(|c| c.is_control()) {
+        return Err(Unsafe::Char(c));
+    }
+    // An IPv4 client on a dual-stack listener shows as ::ffff:a.b.c.d.
+    let address = source.ip().to_canonical();
+    Ok(format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <ncx-connect xmlns=\"http://netconfcentral.org/ns/yuma-ncx\" version=\"1\" \
+         user=\"{}\" address=\"{address}\" magic=\"{NCX_MAGIC}\" transport=\"ssh\" \
+         port=\"{port}\" />\n]]>]]>",
+        xml_escape(user)
+    )
+    .into_bytes())
+}
+
+/// Escapes the five XML special characters (safe in either quote style).
+fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -339,6 +412,104 @@ mod tests {
                 assert!(line.ends_with(";]\n"));
                 assert_eq!(line.matches(';').count(), 8, "{name:?}");
             }
+        }
+    }
+
+    const NCX: HeaderKind = HeaderKind::Ncx { port: 830 };
+
+    #[test]
+    fn ncx_connect_as_netconf_subsystem_writes_it() {
+        let h = build(NCX, "admin", src(), &HeaderFields::default()).unwrap();
+        let h = String::from_utf8(h).unwrap();
+        assert_eq!(
+            h,
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ncx-connect \
+                 xmlns=\"http://netconfcentral.org/ns/yuma-ncx\" version=\"1\" user=\"admin\" \
+                 address=\"192.0.2.7\" magic=\"{NCX_MAGIC}\" transport=\"ssh\" port=\"830\" />\n]]>]]>"
+            )
+        );
+    }
+
+    #[test]
+    fn ncx_port_and_address_forms() {
+        assert_eq!(HeaderKind::parse("ncx"), Some(NCX));
+        assert_eq!(
+            HeaderKind::parse("ncx:1830"),
+            Some(HeaderKind::Ncx { port: 1830 })
+        );
+        for bad in ["ncx:", "ncx:x", "ncx:70000", "NCX", "ncx830"] {
+            assert_eq!(HeaderKind::parse(bad), None, "{bad}");
+        }
+        assert_eq!(NCX.to_string(), "ncx");
+        assert_eq!(HeaderKind::Ncx { port: 1830 }.to_string(), "ncx:1830");
+        let kind = HeaderKind::Ncx { port: 1830 };
+        let mapped: SocketAddr = "[::ffff:10.1.2.3]:5000".parse().unwrap();
+        let h = build(kind, "u", mapped, &HeaderFields::default()).unwrap();
+        let h = String::from_utf8(h).unwrap();
+        assert!(h.contains(" address=\"10.1.2.3\" "), "{h}");
+        assert!(h.contains(" port=\"1830\" />"), "{h}");
+        let v6: SocketAddr = "[2001:db8::1]:5000".parse().unwrap();
+        let h = build(NCX, "u", v6, &HeaderFields::default()).unwrap();
+        assert!(String::from_utf8(h)
+            .unwrap()
+            .contains(" address=\"2001:db8::1\" "));
+    }
+
+    #[test]
+    fn ncx_user_is_escaped_or_refused() {
+        let h = build(NCX, "a&b<c>\"d'", src(), &HeaderFields::default()).unwrap();
+        let h = String::from_utf8(h).unwrap();
+        assert!(
+            h.contains(" user=\"a&amp;b&lt;c&gt;&quot;d&apos;\" "),
+            "{h}"
+        );
+        // ConfD's separators mean nothing in XML.
+        let h = build(NCX, "x;[y]", src(), &HeaderFields::default()).unwrap();
+        assert!(String::from_utf8(h).unwrap().contains(" user=\"x;[y]\" "));
+        for bad in ["", "a\tb", "a\nb", "a\0b", "a\x7fb", "a\u{85}b"] {
+            assert!(
+                build(NCX, bad, src(), &HeaderFields::default()).is_err(),
+                "{bad:?} accepted"
+            );
+        }
+        let long = "x".repeat(MAX_NAME + 1);
+        assert_eq!(
+            build(NCX, &long, src(), &HeaderFields::default()),
+            Err(Unsafe::TooLong)
+        );
+    }
+
+    /// Whatever the name, the message is one empty element whose `user`
+    /// attribute unescapes to exactly that name.
+    #[test]
+    fn ncx_any_name_round_trips() {
+        let mut seed = 0x9E3779B97F4A7C15u64;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = 1 + (seed % 12) as usize;
+            let name: String = (0..len)
+                .map(|i| char::from(((seed >> (i * 5)) & 0x7f) as u8))
+                .collect();
+            let Ok(h) = build(NCX, &name, src(), &HeaderFields::default()) else {
+                assert!(name.chars().any(char::is_control), "{name:?} refused");
+                continue;
+            };
+            let h = String::from_utf8(h).unwrap();
+            assert!(h.ends_with(" />\n]]>]]>"), "{name:?}");
+            assert_eq!(h.matches('<').count(), 2, "{name:?}");
+            assert_eq!(h.matches('>').count(), 4, "{name:?}");
+            let value = h.split(" user=\"").nth(1).unwrap();
+            let value = &value[..value.find('"').unwrap()];
+            let unescaped = value
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&apos;", "'")
+                .replace("&amp;", "&");
+            assert_eq!(unescaped, name);
         }
     }
 }

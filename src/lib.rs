@@ -6,6 +6,7 @@
 //! once per session what the backend is told.
 
 mod admission;
+pub mod backend;
 pub mod config;
 mod der;
 pub mod ffi;

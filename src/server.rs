@@ -24,6 +24,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use rustls::ServerConnection;
 
 use crate::admission::{Admission, Verdict};
+use crate::backend::BackendStream;
 use crate::config::Config;
 use crate::header;
 // The server's messages go to an embedder's sink when one is set (see hooks).
@@ -55,12 +56,12 @@ impl Stream for TcpStream {
 
 enum Backend {
     None,
-    Connecting(TcpStream),
-    Connected(TcpStream),
+    Connecting(BackendStream),
+    Connected(BackendStream),
 }
 
 impl Backend {
-    fn socket(&mut self) -> Option<&mut TcpStream> {
+    fn socket(&mut self) -> Option<&mut BackendStream> {
         match self {
             Backend::None => None,
             Backend::Connecting(s) | Backend::Connected(s) => Some(s),
@@ -393,7 +394,7 @@ impl Server {
         let writable = event.is_writable() || event.is_write_closed() || event.is_error();
         if is_backend {
             if let Backend::Connecting(socket) = &conn.backend {
-                match connect_result(socket) {
+                match socket.connect_result() {
                     None => return,
                     Some(Ok(())) => {
                         let Backend::Connecting(socket) =
@@ -401,7 +402,7 @@ impl Server {
                         else {
                             return;
                         };
-                        let _ = socket.set_nodelay(true);
+                        socket.set_nodelay();
                         conn.backend = Backend::Connected(socket);
                         conn.session.backend_connected(now);
                     }
@@ -496,7 +497,7 @@ impl Server {
         let Some(conn) = self.slots[slot].as_mut() else {
             return;
         };
-        let result = TcpStream::connect(self.config.backend).and_then(|mut socket| {
+        let result = self.config.backend.connect().and_then(|mut socket| {
             self.poll.registry().register(
                 &mut socket,
                 Token(2 * slot + 1),
@@ -590,19 +591,6 @@ impl Server {
                 reason: reason.as_ref(),
             });
         }
-    }
-}
-
-/// `None` while still connecting; the outcome once known.
-fn connect_result(socket: &TcpStream) -> Option<io::Result<()>> {
-    match socket.take_error() {
-        Ok(Some(e)) | Err(e) => return Some(Err(e)),
-        Ok(None) => {}
-    }
-    match socket.peer_addr() {
-        Ok(_) => Some(Ok(())),
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => None,
-        Err(e) => Some(Err(e)),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The few OS calls std and mio do not offer: signals as a pollable file
-//! descriptor, abortive close, and the descriptor limit. Linux only.
+//! descriptor, abortive close, a send that cannot raise SIGPIPE, and the
+//! descriptor limit. Linux only.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -123,6 +124,21 @@ pub fn set_backlog(fd: RawFd, backlog: i32) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// `send(2)` with `MSG_NOSIGNAL`: a closed peer is `EPIPE`, never SIGPIPE.
+pub fn send_nosignal(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: reads at most `buf.len()` bytes from a valid slice.
+        let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
 }
 
 /// Raises the soft descriptor limit to the hard limit; returns the new soft limit.

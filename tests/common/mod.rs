@@ -3,7 +3,9 @@
 //! rustls client that can tell a clean TLS close from a ragged one.
 #![allow(dead_code)]
 
+pub mod netconf;
 pub mod pki;
+pub mod tlscli;
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
