@@ -1,10 +1,10 @@
-# nctls: build, demo, tests. `make demo` and `make test` need only cargo and
-# openssl on the machine (`.ci/run` installs the test peers on Debian).
+# nctls: build, demo, tests, benchmarks. `make demo` and `make test` need only
+# cargo and openssl on the machine (`.ci/run` installs the test peers on Debian).
 
 CARGO ?= cargo
 DEMO_DIR ?= target/demo
 
-.PHONY: all build demo certs test lint clean
+.PHONY: all build demo certs test lint bench bench-quick clean
 
 all: build
 
@@ -26,6 +26,15 @@ lint:
 
 test: lint
 	$(CARGO) test
+
+# Side by side with hitch, stunnel and socat (installed from Debian when
+# missing; needs root for that, two CPUs, ~15 minutes). Not part of `test`.
+bench:
+	bench/run.sh
+
+# The same with small counts and one repeat (~2 minutes), for trying changes.
+bench-quick:
+	bench/run.sh --quick
 
 clean:
 	$(CARGO) clean
