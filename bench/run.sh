@@ -100,7 +100,7 @@ say "building"
 cargo build --release --quiet --bin nctls --example loadgen
 
 mkdir -p "$out" "$logs"
-rm -f "$results" "$meta" "$logs"/*
+rm -f "$results" "$meta" "$out/timing.tsv" "$logs"/*
 if [ ! -e "$pki/x509-ca.pem" ]; then
     certs/make-certs.sh "$pki" >/dev/null
 fi
@@ -188,7 +188,7 @@ relay_command() { # LABEL PORT BACKEND_PORT
         echo "stunnel4 $PWD/$out/stunnel.conf"
         ;;
     socat)
-        echo "socat OPENSSL-LISTEN:$port,bind=127.0.0.1,reuseaddr,fork,cert=$pki/x509-server.pem,key=$pki/x509-server-key.pem,cafile=$pki/x509-ca.pem,verify=1,openssl-min-proto-version=TLS1.2 TCP:127.0.0.1:$bport"
+        echo "socat OPENSSL-LISTEN:$port,bind=127.0.0.1,reuseaddr,fork,backlog=1024,cert=$pki/x509-server.pem,key=$pki/x509-server-key.pem,cafile=$pki/x509-ca.pem,verify=1,openssl-min-proto-version=TLS1.2 TCP:127.0.0.1:$bport"
         ;;
     esac
 }
@@ -251,6 +251,7 @@ run() {
     bport=$taken
     runs=$((runs + 1))
     log=$logs/$(printf %03d $runs)-$label-$workload
+    local t0=$SECONDS
     start_relay "$label" "$port" "$bport" "$log.relay.log" || {
         failures=$((failures + 1))
         printf 'failure\t%s %s (repeat %s): relay did not start\n' "$label" "$workload" "$rep" >>"$meta"
@@ -266,6 +267,7 @@ run() {
             "$(tail -1 "$log.loadgen.log")" >>"$meta"
     fi
     stop_relay
+    printf '%s\t%s\t%s\t%s\n' "$label" "$workload" "$*" $((SECONDS - t0)) >>"$out/timing.tsv"
 }
 
 relays=(nctls nctls-16k hitch stunnel socat)

@@ -7,6 +7,7 @@
 //! - `ECHO n`: echo n bytes back, then close first (like `<close-session>`).
 //! - `CLOSE id`: close at once, noting the time under `id` (close latency).
 //! - `IDLE`: answer `ok\n`, then wait for EOF.
+//! - `READY`: answer `ok\n`, then wait for the next command.
 
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read, Write};
@@ -314,6 +315,7 @@ fn consume(
                         conn.out.extend_from_slice(b"ok\n");
                         conn.mode = Mode::Drain;
                     }
+                    "READY" => conn.out.extend_from_slice(b"ok\n"),
                     "CLOSE" => {
                         if let Ok(mut m) = closes.lock() {
                             m.insert(arg, Instant::now());

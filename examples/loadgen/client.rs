@@ -178,6 +178,22 @@ impl Engine {
         Ok(())
     }
 
+    /// Sends `data` on every held session (which keeps reading).
+    pub fn send_all(&mut self, data: &[u8]) -> Result<(), String> {
+        for i in 0..self.conns.len() {
+            if let Some(c) = self.conns[i].as_mut() {
+                if c.phase == Phase::Held {
+                    c.tls
+                        .writer()
+                        .write_all(data)
+                        .map_err(|e| format!("write: {e}"))?;
+                    self.queue(i);
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn start(&mut self, id: u64, script: Script) -> io::Result<()> {
         let mut sock = TcpStream::connect(self.relay)?;
         sock.set_nodelay(true)?;

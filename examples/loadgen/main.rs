@@ -360,6 +360,15 @@ fn close(
     }
     lat.sort_by(f64::total_cmp);
     let pct = |p: f64| lat[((lat.len() - 1) as f64 * p).round() as usize];
+    let mut setup: Vec<f64> = engine
+        .outcomes
+        .iter()
+        .filter_map(|r| Some((r.handshaken? - r.connected).as_secs_f64() * 1e3))
+        .collect();
+    setup.sort_by(f64::total_cmp);
+    if !setup.is_empty() {
+        out.put("handshake_ms_p50", format!("{:.3}", setup[setup.len() / 2]));
+    }
     out.put("p50_ms", format!("{:.3}", pct(0.50)));
     out.put("p99_ms", format!("{:.3}", pct(0.99)));
     out.put("max_ms", format!("{:.3}", pct(1.0)));
@@ -434,14 +443,24 @@ fn idle(o: &Opts, engine: &mut Engine, out: &Out, deadline: Instant) -> Result<(
 }
 
 fn stream(o: &Opts, engine: &mut Engine, out: &Out, deadline: Instant) -> Result<(), String> {
+    // Open every session first, then start all streams at once: streams
+    // already running would starve the handshakes of later sessions.
     let script = Script {
-        command: b"SOURCE 0\n".to_vec(),
+        command: b"READY\n".to_vec(),
         upload: 0,
-        expect: 1,
+        expect: 3,
         after: After::Hold,
     };
     let base = probe::memory(o.pid).map_err(|e| e.to_string())?;
-    engine.run(o.count, o.count, &|_| script.clone(), deadline)?;
+    let t0 = Instant::now();
+    engine.run(o.count, 16, &|_| script.clone(), deadline)?;
+    eprintln!(
+        "loadgen {}: {} streams open in {:.1}s",
+        out.label,
+        engine.held,
+        t0.elapsed().as_secs_f64()
+    );
+    engine.send_all(b"SOURCE 0\n")?;
     engine.run_for(Duration::from_secs(1))?;
     let (mut rss, mut pss) = (0, 0);
     let samples = 5;
@@ -452,14 +471,28 @@ fn stream(o: &Opts, engine: &mut Engine, out: &Out, deadline: Instant) -> Result
         pss = pss.max(m.pss);
     }
     out.put("streams", engine.held);
+    let failed: Vec<String> = errors(engine).into_iter().map(String::from).collect();
+    if let Some(e) = failed.first() {
+        eprintln!(
+            "loadgen {}: {} failed streams, e.g. {e}",
+            out.label,
+            failed.len()
+        );
+    }
+    let t0 = Instant::now();
     engine.release(Instant::now() + Duration::from_secs(30))?;
+    eprintln!(
+        "loadgen {}: streams closed in {:.1}s",
+        out.label,
+        t0.elapsed().as_secs_f64()
+    );
     out.put("rss_kib", rss);
     out.put("pss_kib", pss);
     out.put(
         "kib_per_stream",
         format!("{:.1}", (pss as f64 - base.pss as f64) / o.count as f64),
     );
-    out.put("failed", errors(engine).len());
+    out.put("failed", failed.len());
     Ok(())
 }
 
