@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # bench/run.sh [--quick]: nctls side by side with hitch, stunnel and socat.
 #
+# For before/after work: NCTLS_BEFORE=/path/to/old/nctls adds a row
+# `nctls-before` measured in the same run; BENCH_RELAYS="nctls hitch" and
+# BENCH_ONLY="bulk-up sessions" restrict what runs (the report then shows
+# only those); BENCH_REPEATS=N overrides the repeat count. Such runs write
+# target/bench/RESULTS-*-partial.md instead of bench/RESULTS.md.
 # Installs the peers from Debian if missing, builds nctls and the load
 # generator (examples/loadgen), makes an ECDSA P-256 PKI, then for every
 # repeat runs each workload against each relay, started afresh for it: the
@@ -69,6 +74,11 @@ else
     command="make bench-quick"
 fi
 concurrency=16
+repeats=${BENCH_REPEATS:-$repeats}
+# A partial or before/after run never overwrites bench/RESULTS.md.
+if [ -n "${BENCH_RELAYS:-}${BENCH_ONLY:-}${NCTLS_BEFORE:-}${BENCH_REPEATS:-}" ]; then
+    report=$out/RESULTS-$mode-partial.md
+fi
 
 say() { echo "bench: $*" >&2; }
 
@@ -172,10 +182,11 @@ EOF
 relay_command() { # LABEL PORT BACKEND_PORT
     local label=$1 port=$2 bport=$3
     case $label in
-    nctls | nctls-16k)
-        local extra=""
+    nctls | nctls-16k | nctls-before)
+        local extra="" bin=$nctls
         [ "$label" = nctls-16k ] && extra="--max-record 16384"
-        echo "$nctls --listen 127.0.0.1:$port --backend 127.0.0.1:$bport" \
+        [ "$label" = nctls-before ] && bin=$NCTLS_BEFORE
+        echo "$bin --listen 127.0.0.1:$port --backend 127.0.0.1:$bport" \
             "--cert $pki/x509-server.pem --key $pki/x509-server-key.pem --ca $pki/x509-ca.pem" \
             "--header confd --max-sessions 20000 $extra"
         ;;
@@ -270,25 +281,36 @@ run() {
     printf '%s\t%s\t%s\t%s\n' "$label" "$workload" "$*" $((SECONDS - t0)) >>"$out/timing.tsv"
 }
 
-relays=(nctls nctls-16k hitch stunnel socat)
+# shellcheck disable=SC2206 # a word list on purpose
+relays=(${BENCH_RELAYS:-nctls nctls-16k hitch stunnel socat})
+if [ -n "${NCTLS_BEFORE:-}" ]; then
+    [ -x "$NCTLS_BEFORE" ] || {
+        say "NCTLS_BEFORE=$NCTLS_BEFORE is not an executable"
+        exit 1
+    }
+    relays=(nctls-before "${relays[@]}")
+fi
+
+# want WORKLOAD: is it selected by BENCH_ONLY (default: everything)?
+want() { [ -z "${BENCH_ONLY:-}" ] || [[ " $BENCH_ONLY " == *" $1 "* ]]; }
 
 for rep in $(seq "$repeats"); do
     for label in "${relays[@]}"; do
         say "repeat $rep/$repeats: $label"
-        run "$label" bulk-up --bytes $bulk_bytes
-        run "$label" bulk-down --bytes $bulk_bytes
+        want bulk-up && run "$label" bulk-up --bytes $bulk_bytes
+        want bulk-down && run "$label" bulk-down --bytes $bulk_bytes
         # nctls-16k differs from nctls only in the records it sends.
         [ "$label" = nctls-16k ] && continue
-        run "$label" sessions --count $sessions --concurrency $concurrency
-        run "$label" close --count $close_count
+        want sessions && run "$label" sessions --count $sessions --concurrency $concurrency
+        want close && run "$label" close --count $close_count
         # The large stage is slow for forking relays and its memory figure
         # does not vary: it runs in the first repeat only.
         if [ "$rep" = 1 ]; then stages="$stage_small,$big"; else stages=$stage_small; fi
-        run "$label" idle --stages "$stages" --idle-seconds $idle_seconds
-        run "$label" stream --count $streams --seconds $stream_seconds
-        run "$label" bulk-up --tls 1.2 --bytes $bulk_bytes
-        run "$label" bulk-down --tls 1.2 --bytes $bulk_bytes
-        run "$label" sessions --tls 1.2 --count $sessions --concurrency $concurrency
+        want idle && run "$label" idle --stages "$stages" --idle-seconds $idle_seconds
+        want stream && run "$label" stream --count $streams --seconds $stream_seconds
+        want tls12 && run "$label" bulk-up --tls 1.2 --bytes $bulk_bytes
+        want tls12 && run "$label" bulk-down --tls 1.2 --bytes $bulk_bytes
+        want tls12 && run "$label" sessions --tls 1.2 --count $sessions --concurrency $concurrency
     done
 done
 
@@ -313,10 +335,15 @@ footprint() { # LABEL BINARY
     [ -n "$libs" ] || libs="(none)"
     printf '%s\tfootprint\tlib_bytes\t%s\n' "$label" "$bytes" >>"$results"
 }
-footprint nctls "$nctls"
-footprint hitch "$(command -v hitch)"
-footprint stunnel "$(command -v stunnel4)"
-footprint socat "$(command -v socat)"
+for label in "${relays[@]}"; do
+    case $label in
+    nctls) footprint nctls "$nctls" ;;
+    nctls-before) footprint nctls-before "$NCTLS_BEFORE" ;;
+    hitch) footprint hitch "$(command -v hitch)" ;;
+    stunnel) footprint stunnel "$(command -v stunnel4)" ;;
+    socat) footprint socat "$(command -v socat)" ;;
+    esac
+done
 
 # openssl speed prints thousands of bytes per second per block size.
 speed=$(taskset -c $relay_cpu openssl speed -evp aes-128-gcm -seconds 2 -bytes 16384 2>/dev/null | tail -1)

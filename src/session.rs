@@ -17,7 +17,7 @@
 //! twice, or at once on anything that means the client's stream is truncated.
 
 use std::fmt;
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, IoSlice, Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,17 @@ use crate::pending::Pending;
 /// A connected byte stream that can shut its write side (TCP, or a test pipe).
 pub trait Stream: Read + Write {
     fn shutdown_write(&mut self) -> io::Result<()>;
+
+    /// Writes what it can of `bufs` in one call without ever raising SIGPIPE
+    /// (rustls hands over many TLS records at once). The default writes the
+    /// first non-empty buffer with `write`, which for Rust's `TcpStream` is
+    /// `send(MSG_NOSIGNAL)`.
+    fn send_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match bufs.iter().find(|b| !b.is_empty()) {
+            Some(b) => self.write(b),
+            None => Ok(0),
+        }
+    }
 }
 
 /// What to do when a TLS 1.2 client sends close_notify while the backend may
@@ -622,13 +633,18 @@ impl Session {
     }
 }
 
-/// Sends with `write` only: Rust's `TcpStream::write` uses `send(MSG_NOSIGNAL)`,
-/// while its vectored write (what rustls prefers) can raise SIGPIPE in a C host.
-struct NoSignal<'a, W: Write>(&'a mut W);
+/// What rustls writes TLS records through: Rust's `TcpStream::write` uses
+/// `send(MSG_NOSIGNAL)` but its vectored write is `writev`, which can raise
+/// SIGPIPE in a C host, so vectored writes go to [`Stream::send_vectored`].
+struct NoSignal<'a, W: Stream>(&'a mut W);
 
-impl<W: Write> Write for NoSignal<'_, W> {
+impl<W: Stream> Write for NoSignal<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.0.write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.0.send_vectored(bufs)
     }
 
     fn flush(&mut self) -> io::Result<()> {
