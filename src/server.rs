@@ -7,9 +7,12 @@
 //! backend socket; the listeners, the signal fd and the waker use the top of
 //! the token space. Slots freed during a batch of events are reused only
 //! after the batch, so a stale event never reaches a new session.
+//!
+//! The timer set holds exactly one entry per session that has a deadline,
+//! replaced when the deadline moves and removed when it goes: an idle
+//! session without an idle timeout never wakes the loop.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::BTreeSet;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -71,7 +74,7 @@ struct Conn {
     backend: Backend,
     peer: Option<Peer>,
     user: Option<String>,
-    /// The earliest deadline already in the timer heap for this slot.
+    /// This slot's entry in the timer set.
     scheduled: Option<Instant>,
 }
 
@@ -102,7 +105,7 @@ pub struct Server {
     free: Vec<usize>,
     released: Vec<usize>,
     live: usize,
-    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    timers: BTreeSet<(Instant, usize)>,
     scratch: Vec<u8>,
     accept_paused: bool,
     accept_retry_at: Option<Instant>,
@@ -134,7 +137,7 @@ impl Server {
             free: Vec::new(),
             released: Vec::new(),
             live: 0,
-            timers: BinaryHeap::new(),
+            timers: BTreeSet::new(),
             scratch: vec![0; SCRATCH],
             accept_paused: false,
             accept_retry_at: None,
@@ -216,7 +219,7 @@ impl Server {
     }
 
     fn timeout(&self, now: Instant) -> Option<Duration> {
-        let mut next = self.timers.peek().map(|Reverse((t, _))| *t);
+        let mut next = self.timers.first().map(|&(t, _)| t);
         for t in [self.accept_retry_at, self.stop_deadline]
             .into_iter()
             .flatten()
@@ -421,30 +424,38 @@ impl Server {
         }
     }
 
+    /// Makes the timer set hold this slot's current deadline, and only that.
     fn schedule(&mut self, slot: usize) {
         let Some(conn) = self.slots[slot].as_mut() else {
             return;
         };
-        if let Some(d) = conn.session.deadline() {
-            if conn.scheduled.is_none_or(|s| d < s) {
-                conn.scheduled = Some(d);
-                self.timers.push(Reverse((d, slot)));
+        let deadline = conn.session.deadline();
+        if deadline != conn.scheduled {
+            if let Some(old) = conn.scheduled {
+                self.timers.remove(&(old, slot));
             }
+            if let Some(d) = deadline {
+                self.timers.insert((d, slot));
+            }
+            conn.scheduled = deadline;
         }
     }
 
     fn expire_timers(&mut self, now: Instant) {
-        while let Some(&Reverse((t, slot))) = self.timers.peek() {
+        // A session's next deadline is later than now, so one pass over the
+        // entries present at the start is enough.
+        for _ in 0..self.timers.len() {
+            let Some(&(t, slot)) = self.timers.first() else {
+                break;
+            };
             if t > now {
                 break;
             }
-            self.timers.pop();
+            self.timers.pop_first();
             let Some(conn) = self.slots[slot].as_mut() else {
                 continue;
             };
-            if conn.scheduled == Some(t) {
-                conn.scheduled = None;
-            }
+            conn.scheduled = None;
             conn.session.on_deadline(now);
             self.drive(slot, now);
         }
@@ -455,6 +466,9 @@ impl Server {
         let Some(mut conn) = self.slots[slot].take() else {
             return;
         };
+        if let Some(t) = conn.scheduled {
+            self.timers.remove(&(t, slot));
+        }
         self.live -= 1;
         self.released.push(slot);
         let registry = self.poll.registry();
