@@ -4,7 +4,8 @@
 # For before/after work: NCTLS_BEFORE=/path/to/old/nctls adds a row
 # `nctls-before` measured in the same run; BENCH_RELAYS="nctls hitch" and
 # BENCH_ONLY="bulk-up sessions" restrict what runs (the report then shows
-# only those); BENCH_REPEATS=N overrides the repeat count. Such runs write
+# only those); NCTLS_VARIANTS="small=/path/a fast=/path/b" adds rows
+# nctls-small, nctls-fast (other builds); BENCH_REPEATS=N overrides the repeat count. Such runs write
 # target/bench/RESULTS-*-partial.md instead of bench/RESULTS.md.
 # Installs the peers from Debian if missing, builds nctls and the load
 # generator (examples/loadgen), makes an ECDSA P-256 PKI, then for every
@@ -76,7 +77,7 @@ fi
 concurrency=16
 repeats=${BENCH_REPEATS:-$repeats}
 # A partial or before/after run never overwrites bench/RESULTS.md.
-if [ -n "${BENCH_RELAYS:-}${BENCH_ONLY:-}${NCTLS_BEFORE:-}${BENCH_REPEATS:-}" ]; then
+if [ -n "${BENCH_RELAYS:-}${BENCH_ONLY:-}${NCTLS_BEFORE:-}${NCTLS_VARIANTS:-}${BENCH_REPEATS:-}" ]; then
     report=$out/RESULTS-$mode-partial.md
 fi
 
@@ -182,10 +183,13 @@ EOF
 relay_command() { # LABEL PORT BACKEND_PORT
     local label=$1 port=$2 bport=$3
     case $label in
-    nctls | nctls-16k | nctls-before)
-        local extra="" bin=$nctls
+    nctls*)
+        local extra="" bin=$nctls v
         [ "$label" = nctls-16k ] && extra="--max-record 16384"
         [ "$label" = nctls-before ] && bin=$NCTLS_BEFORE
+        for v in ${NCTLS_VARIANTS:-}; do
+            [ "$label" = "nctls-${v%%=*}" ] && bin=${v#*=}
+        done
         echo "$bin --listen 127.0.0.1:$port --backend 127.0.0.1:$bport" \
             "--cert $pki/x509-server.pem --key $pki/x509-server-key.pem --ca $pki/x509-ca.pem" \
             "--header confd --max-sessions 20000 $extra"
@@ -290,6 +294,13 @@ if [ -n "${NCTLS_BEFORE:-}" ]; then
     }
     relays=(nctls-before "${relays[@]}")
 fi
+for v in ${NCTLS_VARIANTS:-}; do
+    [ -x "${v#*=}" ] || {
+        say "NCTLS_VARIANTS: ${v#*=} is not an executable"
+        exit 1
+    }
+    relays+=("nctls-${v%%=*}")
+done
 
 # want WORKLOAD: is it selected by BENCH_ONLY (default: everything)?
 want() { [ -z "${BENCH_ONLY:-}" ] || [[ " $BENCH_ONLY " == *" $1 "* ]]; }
@@ -339,6 +350,11 @@ for label in "${relays[@]}"; do
     case $label in
     nctls) footprint nctls "$nctls" ;;
     nctls-before) footprint nctls-before "$NCTLS_BEFORE" ;;
+    nctls-*)
+        for v in ${NCTLS_VARIANTS:-}; do
+            [ "$label" = "nctls-${v%%=*}" ] && footprint "$label" "${v#*=}"
+        done
+        ;;
     hitch) footprint hitch "$(command -v hitch)" ;;
     stunnel) footprint stunnel "$(command -v stunnel4)" ;;
     socat) footprint socat "$(command -v socat)" ;;

@@ -6,8 +6,16 @@ use std::fmt::Write as _;
 use std::fs;
 
 /// The relays in table order; any other label follows them.
-const ORDER: [&str; 5] = ["nctls", "nctls-16k", "hitch", "stunnel", "socat"];
-const PEERS: [&str; 3] = ["hitch", "stunnel", "socat"];
+const ORDER: [&str; 6] = [
+    "nctls",
+    "nctls-before",
+    "nctls-16k",
+    "hitch",
+    "stunnel",
+    "socat",
+];
+/// Ratio columns: nctls before a change (when measured), then the peers.
+const PEERS: [&str; 4] = ["nctls-before", "hitch", "stunnel", "socat"];
 
 struct Data {
     /// (label, workload, metric) → every value measured.
