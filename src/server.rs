@@ -109,6 +109,9 @@ pub struct Server {
     scratch: Vec<u8>,
     accept_paused: bool,
     accept_retry_at: Option<Instant>,
+    /// Accepting hit a limit (descriptors or --max-sessions) and said so; the
+    /// next warning waits until the backlog has been emptied again.
+    accept_limited: bool,
     stop_deadline: Option<Instant>,
 }
 
@@ -141,6 +144,7 @@ impl Server {
             scratch: vec![0; SCRATCH],
             accept_paused: false,
             accept_retry_at: None,
+            accept_limited: false,
             stop_deadline: None,
         })
     }
@@ -269,9 +273,24 @@ impl Server {
             };
             match listener.accept() {
                 Ok((stream, addr)) => self.start_session(stream, addr, now),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.accept_limited {
+                        self.accept_limited = false;
+                        info!("accepting new connections again");
+                    }
+                    return;
+                }
                 Err(e) if is_resource_limit(&e) => {
-                    warn!("cannot accept: {e}; pausing new connections briefly");
+                    // Sessions already open keep being served; this logs
+                    // once, not on every retry.
+                    if !self.accept_limited {
+                        self.accept_limited = true;
+                        warn!(
+                            "cannot accept: {e}; new connections wait in the listen backlog \
+                             (retrying every {} ms)",
+                            ACCEPT_RETRY.as_millis()
+                        );
+                    }
                     self.accept_paused = true;
                     self.accept_retry_at = Some(now + ACCEPT_RETRY);
                     return;
@@ -279,13 +298,14 @@ impl Server {
                 Err(e) => debug!("accept: {e}"),
             }
         }
-        if !self.accept_paused {
+        if !self.accept_limited {
+            self.accept_limited = true;
             warn!(
                 "max-sessions ({}) reached: new connections wait in the listen backlog",
                 self.config.max_sessions
             );
-            self.accept_paused = true;
         }
+        self.accept_paused = true;
     }
 
     fn start_session(&mut self, mut client: TcpStream, addr: SocketAddr, now: Instant) {
