@@ -24,7 +24,7 @@ use log::{debug, info, log, warn, Level};
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use rustls::{ServerConfig, ServerConnection};
+use rustls::ServerConfig;
 
 use crate::config::Config;
 use crate::header;
@@ -45,10 +45,6 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 impl Stream for TcpStream {
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
-    }
-
-    fn send_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        sys::send_vectored(self.as_raw_fd(), bufs)
     }
 }
 
@@ -309,8 +305,8 @@ impl Server {
     }
 
     fn start_session(&mut self, mut client: TcpStream, addr: SocketAddr, now: Instant) {
-        let tls = match ServerConnection::new(self.tls.clone()) {
-            Ok(tls) => tls,
+        let session = match Session::new(self.tls.clone(), self.config.limits.clone(), now) {
+            Ok(session) => session,
             Err(e) => {
                 warn!("session from {addr}: cannot start TLS: {e}");
                 return;
@@ -332,7 +328,7 @@ impl Server {
         }
         debug!("session from {addr}: accepted");
         self.slots[slot] = Some(Conn {
-            session: Session::new(tls, self.config.limits.clone(), now),
+            session,
             client,
             client_addr: addr,
             backend: Backend::None,

@@ -1,8 +1,7 @@
 //! The few OS calls std and mio do not offer: signals as a pollable file
-//! descriptor, abortive close, the descriptor limit, and a gathering send
-//! that cannot raise SIGPIPE. Linux only.
+//! descriptor, abortive close, and the descriptor limit. Linux only.
 
-use std::io::{self, IoSlice};
+use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -117,24 +116,6 @@ pub fn set_abortive_close(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// `sendmsg(MSG_NOSIGNAL)` of several buffers: many TLS records in one
-/// system call, and no SIGPIPE when the peer has gone (std's vectored write
-/// is `writev`, which raises it).
-pub fn send_vectored(fd: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-    // SAFETY: an all-zero msghdr is valid (no name, no control data).
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    // IoSlice is ABI-compatible with iovec on Unix; sendmsg only reads them.
-    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
-    msg.msg_iovlen = bufs.len().min(1024) as _;
-    // SAFETY: msg points at `bufs`, which outlives the call.
-    let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) };
-    if n < 0 {
-        // EINTR included: the callers retry it.
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n as usize)
-}
-
 /// Raises the soft descriptor limit to the hard limit; returns the new soft limit.
 pub fn raise_fd_limit() -> io::Result<u64> {
     let mut lim = libc::rlimit {
@@ -153,29 +134,4 @@ pub fn raise_fd_limit() -> io::Result<u64> {
         }
     }
     Ok(lim.rlim_cur)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Read;
-    use std::os::unix::net::UnixStream;
-
-    #[test]
-    fn send_vectored_gathers_and_reports_a_gone_peer() {
-        let (a, mut b) = UnixStream::pair().unwrap();
-        let bufs = [
-            IoSlice::new(b"one "),
-            IoSlice::new(b""),
-            IoSlice::new(b"two"),
-        ];
-        assert_eq!(send_vectored(a.as_raw_fd(), &bufs).unwrap(), 7);
-        let mut got = [0u8; 7];
-        b.read_exact(&mut got).unwrap();
-        assert_eq!(&got, b"one two");
-        drop(b);
-        // EPIPE comes back as an error (MSG_NOSIGNAL: no signal).
-        let e = send_vectored(a.as_raw_fd(), &bufs).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
-    }
 }
