@@ -36,8 +36,9 @@ const WAKER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
 const FIRST_LISTENER: usize = usize::MAX - 2;
 
-/// One TLS record's worth of plaintext: the most any single read moves.
-const SCRATCH: usize = 16 * 1024;
+/// What one read from a backend may bring: up to sixteen 4 KiB records,
+/// encrypted and sent to the client with one write.
+const SCRATCH: usize = 64 * 1024;
 
 /// How long accepting pauses after running out of descriptors.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
