@@ -27,9 +27,11 @@ use rustls::{ProtocolVersion, ServerConfig};
 use crate::pending::Pending;
 use crate::tls_io::{TlsIo, Want};
 
-/// Encrypted bytes queued for a client that is not reading, beyond which
-/// the backend is no longer read (what rustls's default buffer limit was).
+/// Encrypted bytes queued for a client that is not reading (what rustls's
+/// default buffer limit was): the backend is read only for the room left.
 const OUTPUT_LIMIT: usize = 64 * 1024;
+/// Less room than this and the backend waits (no tiny reads).
+const MIN_READ: usize = 16 * 1024;
 
 /// A connected byte stream that can shut its write side (TCP, or a test pipe).
 ///
@@ -655,10 +657,12 @@ impl Session {
                 let Some(b) = backend.as_deref_mut() else {
                     return Ok(progress);
                 };
-                if !self.ready.backend_read || self.tls.pending_output() >= OUTPUT_LIMIT {
+                let room = OUTPUT_LIMIT.saturating_sub(self.tls.pending_output());
+                if !self.ready.backend_read || room < MIN_READ {
                     return Ok(progress);
                 }
-                match b.read(scratch) {
+                let want = room.min(scratch.len());
+                match b.read(&mut scratch[..want]) {
                     Ok(0) => {
                         self.note(EndReason::BackendClosed);
                         self.down = Down::Draining;
@@ -1132,6 +1136,8 @@ mod tests {
         rig.backend_send(&data);
         rig.run();
         assert!(rig.session.to_client.bytes().len() <= 16 * 1024);
+        // Record headers and tags on top of the plaintext limit.
+        assert!(rig.session.tls.pending_output() <= OUTPUT_LIMIT + 1024);
         assert!(
             rig.b.input.len() > 900 * 1024,
             "the rest waits in the backend socket"
