@@ -1,6 +1,7 @@
-# nctls: build, demo, tests, and the C library (libnctls). `make demo` needs
-# only cargo and openssl; `make test` also needs a C compiler, valgrind,
-# pkg-config and cbindgen (`.ci/run` installs them all on Debian).
+# nctls: build, demo, tests, benchmarks, and the C library (libnctls).
+# `make demo` needs only cargo and openssl; `make test` also needs a C
+# compiler, valgrind, pkg-config and cbindgen (`.ci/run` installs them all on
+# Debian); `make bench` installs its peers (stunnel4, hitch, socat) itself.
 
 CARGO ?= cargo
 CC ?= cc
@@ -41,7 +42,7 @@ C_PROGRAMS := tls-subsys embed test-api
 C_BINS := $(addprefix $(CBUILD)/,$(C_PROGRAMS)) $(addprefix $(CBUILD)/asan/,$(C_PROGRAMS))
 
 .PHONY: all build lib header check-header cbindgen check-symbols c-examples c-test \
-	demo certs test lint install clean venv interop-clients
+	demo certs test lint install clean venv interop-clients bench bench-quick
 
 all: build lib c-examples
 
@@ -165,6 +166,15 @@ install: build lib
 	install -m 644 $(DIST)/libnctls.a $(DESTDIR)$(LIBDIR)/libnctls.a
 	install -m 644 include/nctls.h $(DESTDIR)$(INCLUDEDIR)/nctls.h
 	install -m 644 $(DIST)/nctls.pc $(DESTDIR)$(PKGCONFIGDIR)/nctls.pc
+
+# Side by side with hitch, stunnel and socat (installed from Debian when
+# missing; needs root for that, two CPUs, ~15 minutes). Not part of `test`.
+bench:
+	bench/run.sh
+
+# The same with small counts and one repeat (~2 minutes), for trying changes.
+bench-quick:
+	bench/run.sh --quick
 
 clean:
 	$(CARGO) clean

@@ -26,7 +26,6 @@ use std::time::Instant;
 use log::Level;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
-use rustls::ServerConnection;
 
 use crate::backend::BackendStream;
 use crate::config::{self, Config};
@@ -1053,7 +1052,11 @@ pub unsafe extern "C" fn nctls_conn_new(
         let Ok(client_addr) = check_client_fd(client_fd) else {
             return nctls_result::InvalidParameter;
         };
-        let Ok(tls) = ServerConnection::new(built.tls.server.clone()) else {
+        let Ok(session) = Session::new(
+            built.tls.server.clone(),
+            built.config.limits.clone(),
+            Instant::now(),
+        ) else {
             return nctls_result::Io;
         };
         let Ok(poll) = Poll::new() else {
@@ -1080,8 +1083,6 @@ pub unsafe extern "C" fn nctls_conn_new(
             requested: AtomicBool::new(false),
             waker,
         });
-        let now = Instant::now();
-        let session = Session::new(tls, built.config.limits.clone(), now);
         let conn = Box::new(nctls_conn {
             stop: stop.clone(),
             inner: UnsafeCell::new(Conn {

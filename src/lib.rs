@@ -18,6 +18,7 @@ pub mod server;
 pub mod session;
 pub mod sys;
 pub mod tls;
+mod tls_io;
 
 /// The test PKI, shared with the integration tests.
 #[cfg(test)]

@@ -7,9 +7,12 @@
 //! backend socket; the listeners, the signal fd and the waker use the top of
 //! the token space. Slots freed during a batch of events are reused only
 //! after the batch, so a stale event never reaches a new session.
+//!
+//! The timer set holds exactly one entry per session that has a deadline,
+//! replaced when the deadline moves and removed when it goes: an idle
+//! session without an idle timeout never wakes the loop.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::BTreeSet;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -21,7 +24,6 @@ use log::Level;
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use rustls::ServerConnection;
 
 use crate::admission::{Admission, Verdict};
 use crate::backend::BackendStream;
@@ -38,8 +40,9 @@ const WAKER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
 const FIRST_LISTENER: usize = usize::MAX - 2;
 
-/// One TLS record's worth of plaintext: the most any single read moves.
-const SCRATCH: usize = 16 * 1024;
+/// What one read from a backend may bring: up to sixteen 4 KiB records,
+/// encrypted and sent to the client with one write.
+const SCRATCH: usize = 64 * 1024;
 
 /// Connections the kernel queues for us (mio binds with 128, which a burst
 /// of clients outruns; Linux caps it at net.core.somaxconn).
@@ -77,7 +80,7 @@ struct Conn {
     peer: Option<Peer>,
     user: Option<String>,
     verdict: Verdict,
-    /// The earliest deadline already in the timer heap for this slot.
+    /// This slot's entry in the timer set.
     scheduled: Option<Instant>,
 }
 
@@ -113,12 +116,13 @@ pub struct Server {
     released: Vec<usize>,
     live: usize,
     admission: Admission,
-    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    timers: BTreeSet<(Instant, usize)>,
     scratch: Vec<u8>,
     accept_paused: bool,
     accept_retry_at: Option<Instant>,
-    /// Out of descriptors: said once until an accept works again.
-    fd_exhausted: bool,
+    /// Accepting hit a limit (descriptors or --max-sessions) and said so; the
+    /// next warning waits until the backlog has been emptied again.
+    accept_limited: bool,
     stop_deadline: Option<Instant>,
     hooks: Hooks,
 }
@@ -152,11 +156,11 @@ impl Server {
             released: Vec::new(),
             live: 0,
             admission,
-            timers: BinaryHeap::new(),
+            timers: BTreeSet::new(),
             scratch: vec![0; SCRATCH],
             accept_paused: false,
             accept_retry_at: None,
-            fd_exhausted: false,
+            accept_limited: false,
             stop_deadline: None,
             hooks: Hooks::default(),
         })
@@ -236,7 +240,7 @@ impl Server {
     }
 
     fn timeout(&self, now: Instant) -> Option<Duration> {
-        let mut next = self.timers.peek().map(|Reverse((t, _))| *t);
+        let mut next = self.timers.first().map(|&(t, _)| t);
         for t in [self.accept_retry_at, self.stop_deadline]
             .into_iter()
             .flatten()
@@ -324,18 +328,24 @@ impl Server {
                 return;
             };
             match listener.accept() {
-                Ok((stream, addr)) => {
-                    if self.fd_exhausted {
-                        self.fd_exhausted = false;
-                        info!("accepting again");
+                Ok((stream, addr)) => self.start_session(stream, addr, now),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.accept_limited {
+                        self.accept_limited = false;
+                        info!("accepting new connections again");
                     }
-                    self.start_session(stream, addr, now)
+                    return;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if is_resource_limit(&e) => {
-                    if !self.fd_exhausted {
-                        warn!("cannot accept: {e}; pausing new connections until sessions end");
-                        self.fd_exhausted = true;
+                    // Sessions already open keep being served; this logs
+                    // once, not on every retry.
+                    if !self.accept_limited {
+                        self.accept_limited = true;
+                        warn!(
+                            "cannot accept: {e}; new connections wait in the listen backlog \
+                             (retrying every {} ms)",
+                            ACCEPT_RETRY.as_millis()
+                        );
                     }
                     self.accept_paused = true;
                     self.accept_retry_at = Some(now + ACCEPT_RETRY);
@@ -344,13 +354,19 @@ impl Server {
                 Err(e) => debug!("accept: {e}"),
             }
         }
-        // Resumed after the next session ends (see `run`).
+        if !self.accept_limited {
+            self.accept_limited = true;
+            warn!(
+                "max-sessions ({}) reached and its refusals in flight: new connections wait in the listen backlog",
+                self.config.max_sessions
+            );
+        }
         self.accept_paused = true;
     }
 
     fn start_session(&mut self, mut client: TcpStream, addr: SocketAddr, now: Instant) {
-        let tls = match ServerConnection::new(self.tls.server.clone()) {
-            Ok(tls) => tls,
+        let session = match Session::new(self.tls.server.clone(), self.config.limits.clone(), now) {
+            Ok(session) => session,
             Err(e) => {
                 warn!("session from {addr}: cannot start TLS: {e}");
                 return;
@@ -373,7 +389,7 @@ impl Server {
         debug!("session from {addr}: accepted");
         let verdict = self.admission.decide(addr.ip());
         self.slots[slot] = Some(Conn {
-            session: Session::new(tls, self.config.limits.clone(), now),
+            session,
             client,
             client_addr: addr,
             backend: Backend::None,
@@ -511,30 +527,38 @@ impl Server {
         }
     }
 
+    /// Makes the timer set hold this slot's current deadline, and only that.
     fn schedule(&mut self, slot: usize) {
         let Some(conn) = self.slots[slot].as_mut() else {
             return;
         };
-        if let Some(d) = conn.session.deadline() {
-            if conn.scheduled.is_none_or(|s| d < s) {
-                conn.scheduled = Some(d);
-                self.timers.push(Reverse((d, slot)));
+        let deadline = conn.session.deadline();
+        if deadline != conn.scheduled {
+            if let Some(old) = conn.scheduled {
+                self.timers.remove(&(old, slot));
             }
+            if let Some(d) = deadline {
+                self.timers.insert((d, slot));
+            }
+            conn.scheduled = deadline;
         }
     }
 
     fn expire_timers(&mut self, now: Instant) {
-        while let Some(&Reverse((t, slot))) = self.timers.peek() {
+        // A session's next deadline is later than now, so one pass over the
+        // entries present at the start is enough.
+        for _ in 0..self.timers.len() {
+            let Some(&(t, slot)) = self.timers.first() else {
+                break;
+            };
             if t > now {
                 break;
             }
-            self.timers.pop();
+            self.timers.pop_first();
             let Some(conn) = self.slots[slot].as_mut() else {
                 continue;
             };
-            if conn.scheduled == Some(t) {
-                conn.scheduled = None;
-            }
+            conn.scheduled = None;
             conn.session.on_deadline(now);
             self.drive(slot, now);
         }
@@ -545,6 +569,9 @@ impl Server {
         let Some(mut conn) = self.slots[slot].take() else {
             return;
         };
+        if let Some(t) = conn.scheduled {
+            self.timers.remove(&(t, slot));
+        }
         self.live -= 1;
         self.admission.release(conn.client_addr.ip(), conn.verdict);
         self.released.push(slot);

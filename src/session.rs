@@ -22,11 +22,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::CertificateDer;
-use rustls::{ProtocolVersion, ServerConnection};
+use rustls::{ProtocolVersion, ServerConfig};
 
 use crate::pending::Pending;
+use crate::tls_io::{TlsIo, Want};
+
+/// Encrypted bytes queued for a client that is not reading (what rustls's
+/// default buffer limit was): the backend is read only for the room left.
+const OUTPUT_LIMIT: usize = 64 * 1024;
+/// Less room than this and the backend waits (no tiny reads).
+const MIN_READ: usize = 16 * 1024;
 
 /// A connected byte stream that can shut its write side (TCP, or a test pipe).
+///
+/// Writes must never raise SIGPIPE: Rust's `TcpStream::write` is
+/// `send(MSG_NOSIGNAL)`; the session only ever uses `write`.
 pub trait Stream: Read + Write {
     fn shutdown_write(&mut self) -> io::Result<()>;
 }
@@ -163,15 +173,20 @@ pub enum Side {
 }
 
 pub struct Session {
-    tls: ServerConnection,
+    tls: TlsIo,
     limits: Arc<Limits>,
     phase: Phase,
     up: Up,
     down: Down,
     ready: Ready,
     client_eof: bool,
+    /// Decrypted client bytes the backend has not taken yet (at most one
+    /// read's worth: the client is not read while any are left).
     to_backend: Pending,
+    /// Backend bytes not yet encrypted (only if rustls could not take them).
     to_client: Pending,
+    /// A TLS error left an alert in the output: one attempt to send it.
+    alert_pending: bool,
     /// Set by the first event that began the end; `None` while fully open.
     reason: Option<EndReason>,
     /// We decided to end (timeout, shutdown, refusal): the next deadline is final.
@@ -184,9 +199,13 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(tls: ServerConnection, limits: Arc<Limits>, now: Instant) -> Self {
-        Session {
-            tls,
+    pub fn new(
+        config: Arc<ServerConfig>,
+        limits: Arc<Limits>,
+        now: Instant,
+    ) -> Result<Self, rustls::Error> {
+        Ok(Session {
+            tls: TlsIo::new(config)?,
             limits,
             phase: Phase::Handshaking,
             up: Up::Open,
@@ -200,6 +219,7 @@ impl Session {
             client_eof: false,
             to_backend: Pending::default(),
             to_client: Pending::default(),
+            alert_pending: false,
             reason: None,
             forced: false,
             started: now,
@@ -207,7 +227,7 @@ impl Session {
             last_activity: now,
             bytes_up: 0,
             bytes_down: 0,
-        }
+        })
     }
 
     /// Records readiness reported by the event loop for one socket.
@@ -248,6 +268,10 @@ impl Session {
                 }
                 Ok(false) => break,
                 Err(reason) => {
+                    if self.alert_pending {
+                        // rustls queued an alert saying why; one attempt.
+                        let _ = self.tls.write_to(client);
+                    }
                     self.end(reason);
                     return Status::Ended;
                 }
@@ -259,7 +283,11 @@ impl Session {
                 self.phase = Phase::Ended;
                 Status::Ended
             }
-            _ => Status::Continue,
+            _ => {
+                // Waiting on readiness: empty buffers go back to the allocator.
+                self.tls.release_idle();
+                Status::Continue
+            }
         }
     }
 
@@ -417,7 +445,9 @@ impl Session {
     }
 
     fn handshake_step<C: Stream>(&mut self, client: &mut C) -> Result<bool, EndReason> {
-        let progress = self.read_client_tls(client)? | self.flush_client(client)?;
+        let mut progress = self.read_client(client)?;
+        progress |= self.tls_process::<C>(None, Want::Nothing)?.progress;
+        progress |= self.flush_client(client)?;
         if self.client_eof && self.tls.is_handshaking() {
             return Err(EndReason::HandshakeFailed(
                 "client closed the connection".into(),
@@ -432,9 +462,12 @@ impl Session {
         mut backend: Option<&mut B>,
         scratch: &mut [u8],
     ) -> Result<bool, EndReason> {
-        let mut progress = self.read_client_tls(client)?;
-        progress |= self.pump_up(backend.as_deref_mut(), scratch)?;
-        progress |= self.pump_down(backend, scratch);
+        let mut progress = self.read_client(client)?;
+        progress |= self
+            .tls_process(backend.as_deref_mut(), Want::Nothing)?
+            .progress;
+        progress |= self.pump_up(backend.as_deref_mut())?;
+        progress |= self.pump_down(backend, scratch)?;
         progress |= self.flush_client(client)?;
         if self.down == Down::Notified && !self.tls.wants_write() {
             // The peer may already be gone; the close_notify is out either way.
@@ -445,38 +478,88 @@ impl Session {
         Ok(progress)
     }
 
-    /// Client socket → rustls, then decrypt.
-    fn read_client_tls<C: Stream>(&mut self, client: &mut C) -> Result<bool, EndReason> {
-        if !self.ready.client_read || self.client_eof || !self.tls.wants_read() {
+    /// Client socket → input buffer, one read.
+    fn read_client<C: Stream>(&mut self, client: &mut C) -> Result<bool, EndReason> {
+        let room = match self.phase {
+            // Like rustls: no more input while our own flight is unsent.
+            Phase::Handshaking => !self.tls.wants_write(),
+            // Backpressure: the backend has taken everything decrypted so far.
+            Phase::Relaying => self.up != Up::Shut && self.to_backend.is_empty(),
+            Phase::Connecting | Phase::Ended => false,
+        };
+        if !room || !self.ready.client_read || self.client_eof || self.tls.peer_closed() {
             return Ok(false);
         }
-        match self.tls.read_tls(client) {
+        match self.tls.read_from(client) {
             Ok(0) => self.client_eof = true,
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
                 self.ready.client_read = false;
                 return Ok(false);
             }
-            Err(e) if e.kind() == ErrorKind::Interrupted => return Ok(true),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::InvalidData => {
+                return Err(self.tls_failed(e.to_string()));
+            }
             Err(e) => return Err(self.client_failed(e)),
-        }
-        if let Err(e) = self.tls.process_new_packets() {
-            // rustls queued an alert saying why; one attempt to deliver it.
-            let _ = self.tls.write_tls(&mut NoSignal(client));
-            return Err(if self.phase == Phase::Handshaking {
-                EndReason::HandshakeFailed(e.to_string())
-            } else {
-                EndReason::TlsError(e.to_string())
-            });
         }
         Ok(true)
     }
 
-    /// rustls → client socket.
+    /// Runs rustls over what was read (records to the backend once
+    /// relaying), then does `want`.
+    fn tls_process<B: Stream>(
+        &mut self,
+        backend: Option<&mut B>,
+        want: Want<'_>,
+    ) -> Result<crate::tls_io::Done, EndReason> {
+        let take_records = self.phase == Phase::Relaying;
+        let Session {
+            tls,
+            to_backend,
+            ready,
+            up,
+            bytes_up,
+            ..
+        } = self;
+        let mut backend = backend;
+        let mut failed: Option<io::Error> = None;
+        let mut deliver = |data: &[u8]| {
+            if *up == Up::Shut || failed.is_some() {
+                return;
+            }
+            *bytes_up += data.len() as u64;
+            let mut written = 0;
+            if to_backend.is_empty() {
+                if let Some(b) = backend.as_deref_mut() {
+                    failed = write_some(b, data, &mut written, &mut ready.backend_write).err();
+                }
+            }
+            if failed.is_none() {
+                to_backend.push(&data[written..]);
+            }
+        };
+        let done = tls.process(take_records, want, &mut deliver);
+        if let Some(e) = failed {
+            self.backend_write_failed(e);
+        }
+        done.map_err(|e| self.tls_failed(e.to_string()))
+    }
+
+    fn tls_failed(&mut self, why: String) -> EndReason {
+        self.alert_pending = true;
+        if self.phase == Phase::Handshaking {
+            EndReason::HandshakeFailed(why)
+        } else {
+            EndReason::TlsError(why)
+        }
+    }
+
+    /// Output buffer → client socket.
     fn flush_client<C: Stream>(&mut self, client: &mut C) -> Result<bool, EndReason> {
         let mut progress = false;
         while self.ready.client_write && self.tls.wants_write() {
-            match self.tls.write_tls(&mut NoSignal(client)) {
+            match self.tls.write_to(client) {
                 Ok(0) => return Err(self.client_failed(ErrorKind::WriteZero.into())),
                 Ok(_) => progress = true,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => self.ready.client_write = false,
@@ -495,12 +578,9 @@ impl Session {
         }
     }
 
-    /// Decrypted client bytes → backend; client close_notify → backend EOF.
-    fn pump_up<B: Stream>(
-        &mut self,
-        backend: Option<&mut B>,
-        scratch: &mut [u8],
-    ) -> Result<bool, EndReason> {
+    /// Pending client bytes → backend; then the client's end of stream,
+    /// once everything before it has gone: close_notify → backend EOF.
+    fn pump_up<B: Stream>(&mut self, backend: Option<&mut B>) -> Result<bool, EndReason> {
         let Some(backend) = backend else {
             return Ok(false);
         };
@@ -531,37 +611,15 @@ impl Session {
             self.up = Up::Shut;
             return Ok(true);
         }
-        match self.tls.reader().read(scratch) {
-            Ok(0) => {
-                self.client_close_notify();
-                Ok(true)
-            }
-            Ok(n) => {
-                self.bytes_up += n as u64;
-                self.send_to_backend(backend, &scratch[..n]);
-                Ok(true)
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(progress),
-            Err(e) if e.kind() == ErrorKind::UnexpectedEof => Err(EndReason::ClientEof),
-            Err(e) => Err(EndReason::TlsError(e.to_string())),
+        if self.tls.peer_closed() {
+            self.client_close_notify();
+            return Ok(true);
         }
-    }
-
-    /// Writes straight through when the backend keeps up; keeps the rest.
-    fn send_to_backend<B: Stream>(&mut self, backend: &mut B, data: &[u8]) {
-        let mut written = 0;
-        while self.ready.backend_write && written < data.len() {
-            match backend.write(&data[written..]) {
-                Ok(n) => written += n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => self.ready.backend_write = false,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.backend_write_failed(e);
-                    return;
-                }
-            }
+        if self.client_eof && self.tls.drained() {
+            // End of stream without close_notify (perhaps mid-record).
+            return Err(EndReason::ClientEof);
         }
-        self.to_backend.push(&data[written..]);
+        Ok(progress)
     }
 
     /// The backend stopped taking bytes. If it had already closed (ConfD
@@ -587,39 +645,52 @@ impl Session {
         }
     }
 
-    /// Backend bytes → rustls; backend EOF → close_notify.
-    fn pump_down<B: Stream>(&mut self, backend: Option<&mut B>, scratch: &mut [u8]) -> bool {
+    /// Encrypts `data` for the client; what rustls cannot take yet waits in
+    /// `to_client`.
+    fn seal<B: Stream>(&mut self, backend: Option<&mut B>, data: &[u8]) -> Result<(), EndReason> {
+        if !self.tls_process(backend, Want::Encrypt(data))?.wanted {
+            self.to_client.push(data);
+        }
+        Ok(())
+    }
+
+    /// Backend bytes → encrypted output; backend EOF → close_notify.
+    fn pump_down<B: Stream>(
+        &mut self,
+        mut backend: Option<&mut B>,
+        scratch: &mut [u8],
+    ) -> Result<bool, EndReason> {
         let mut progress = false;
         if !self.to_client.is_empty() {
-            // Writing into rustls' own buffer cannot fail; it only takes less.
-            let n = self.tls.writer().write(self.to_client.bytes()).unwrap_or(0);
-            self.to_client.consume(n);
-            progress = n > 0;
-            if !self.to_client.is_empty() {
-                return progress;
+            let pending = std::mem::take(&mut self.to_client);
+            self.seal(backend.as_deref_mut(), pending.bytes())?;
+            progress = self.to_client.is_empty();
+            if !progress {
+                return Ok(false);
             }
         }
         match self.down {
             Down::Open => {
-                let Some(backend) = backend else {
-                    return progress;
+                let Some(b) = backend.as_deref_mut() else {
+                    return Ok(progress);
                 };
-                if !self.ready.backend_read {
-                    return progress;
+                let room = OUTPUT_LIMIT.saturating_sub(self.tls.pending_output());
+                if !self.ready.backend_read || room < MIN_READ {
+                    return Ok(progress);
                 }
-                match backend.read(scratch) {
+                let want = room.min(scratch.len());
+                match b.read(&mut scratch[..want]) {
                     Ok(0) => {
                         self.note(EndReason::BackendClosed);
                         self.down = Down::Draining;
                     }
                     Ok(n) => {
                         self.bytes_down += n as u64;
-                        let taken = self.tls.writer().write(&scratch[..n]).unwrap_or(0);
-                        self.to_client.push(&scratch[taken..n]);
+                        self.seal(backend, &scratch[..n])?;
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {
                         self.ready.backend_read = false;
-                        return progress;
+                        return Ok(progress);
                     }
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
                     Err(e) => {
@@ -627,30 +698,37 @@ impl Session {
                         self.down = Down::Draining;
                     }
                 }
-                true
+                Ok(true)
             }
             Down::Draining => {
-                self.tls.send_close_notify();
-                self.down = Down::Notified;
-                true
+                if self.tls_process(backend, Want::CloseNotify)?.wanted {
+                    self.down = Down::Notified;
+                    return Ok(true);
+                }
+                Ok(progress)
             }
-            Down::Notified | Down::Shut => progress,
+            Down::Notified | Down::Shut => Ok(progress),
         }
     }
 }
 
-/// Sends with `write` only: Rust's `TcpStream::write` uses `send(MSG_NOSIGNAL)`,
-/// while its vectored write (what rustls prefers) can raise SIGPIPE in a C host.
-struct NoSignal<'a, W: Write>(&'a mut W);
-
-impl<W: Write> Write for NoSignal<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
+/// Writes `data[*written..]` while `writable`; a would-block clears it.
+fn write_some(
+    w: &mut impl Write,
+    data: &[u8],
+    written: &mut usize,
+    writable: &mut bool,
+) -> io::Result<()> {
+    while *writable && *written < data.len() {
+        match w.write(&data[*written..]) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => *written += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => *writable = false,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
-    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -760,6 +838,16 @@ mod tests {
 
     impl Rig {
         fn new(version: &'static rustls::SupportedProtocolVersion, limits: Limits) -> Rig {
+            Rig::with_chain(version, limits, 0)
+        }
+
+        /// The client sends `padding` extra copies of the CA certificate
+        /// after its own (a long chain makes a large handshake message).
+        fn with_chain(
+            version: &'static rustls::SupportedProtocolVersion,
+            limits: Limits,
+            padding: usize,
+        ) -> Rig {
             let ca = pki::Ca::new("CA");
             let server = ca.server();
             let user = ca.client("admin");
@@ -779,7 +867,9 @@ mod tests {
             .unwrap()
             .with_root_certificates(roots)
             .with_client_auth_cert(
-                vec![user.der().to_vec().into()],
+                std::iter::once(user.der().to_vec().into())
+                    .chain((0..padding).map(|_| ca.der().to_vec().into()))
+                    .collect(),
                 PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(user.key_der())),
             )
             .unwrap();
@@ -791,11 +881,7 @@ mod tests {
             client.set_buffer_limit(None);
             let now = Instant::now();
             Rig {
-                session: Session::new(
-                    ServerConnection::new(server_config).unwrap(),
-                    Arc::new(limits),
-                    now,
-                ),
+                session: Session::new(server_config, Arc::new(limits), now).unwrap(),
                 client,
                 c: Mem::new(),
                 b: Mem::new(),
@@ -1067,6 +1153,8 @@ mod tests {
         rig.backend_send(&data);
         rig.run();
         assert!(rig.session.to_client.bytes().len() <= 16 * 1024);
+        // Record headers and tags on top of the plaintext limit.
+        assert!(rig.session.tls.pending_output() <= OUTPUT_LIMIT + 1024);
         assert!(
             rig.b.input.len() > 900 * 1024,
             "the rest waits in the backend socket"
@@ -1242,5 +1330,46 @@ mod tests {
         assert_eq!(rig.received, b"partial");
         assert!(rig.client_saw_close_notify);
         assert!(matches!(rig.reason(), EndReason::BackendReset(_)));
+    }
+
+    #[test]
+    fn waiting_sessions_hold_no_buffers() {
+        let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+        assert_eq!(rig.session.tls.buffer_capacity(), 0, "after the handshake");
+        let data = bytes(200 * 1024);
+        rig.client_send(&data);
+        rig.backend_send(&data);
+        rig.run();
+        assert!(rig.b.output == data && rig.received == data);
+        assert_eq!(rig.session.tls.buffer_capacity(), 0, "after traffic");
+    }
+
+    #[test]
+    fn handshake_message_larger_than_a_read() {
+        let mut rig = Rig::with_chain(&rustls::version::TLS13, limits(Tls12Close::Strict), 120);
+        rig.run();
+        assert_eq!(rig.status, Status::HandshakeDone);
+        let chain = rig.session.peer_certificates().unwrap();
+        let size: usize = chain.iter().map(|c| c.len()).sum();
+        assert!(
+            size > 40 * 1024,
+            "client Certificate message of {size} bytes"
+        );
+    }
+
+    #[test]
+    fn key_update_mid_session() {
+        let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+        rig.client_send(b"before");
+        rig.backend_send(b"before");
+        rig.run();
+        rig.client.refresh_traffic_keys().unwrap();
+        rig.client_send(b"after");
+        rig.backend_send(b"after");
+        rig.run();
+        assert_eq!(rig.b.output, b"beforeafter");
+        assert_eq!(rig.received, b"beforeafter");
+        assert!(rig.client_error.is_none());
+        assert_eq!(rig.status, Status::Continue);
     }
 }
