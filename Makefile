@@ -29,8 +29,7 @@ LN2_CLIENT := target/interop/ln2-client
 PY_CLIENTS := ncclient==0.7.1 netconf-client==3.6.0 netconf-console2==3.0.1 six==1.17.0
 
 DIST := target/dist
-# `lib-small` (opt-level "s") trades 20% of the libraries' size for no
-# measurable throughput (the crypto is ring's assembly either way).
+# The libraries' profile: release (opt-level "s", ring at 3, LTO) but unwinding.
 LIB_PROFILE ?= lib
 CBUILD := target/c
 CWARN := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror
