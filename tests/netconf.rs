@@ -235,19 +235,27 @@ fn libnetconf2_through_nctls_to_confd_emu() {
 /// Stock ncclient 0.7.x reads 4096 bytes at a time and then waits for the
 /// socket to become readable again, so a TLS record with more plaintext
 /// strands the rest in OpenSSL's buffer (its bug #651): with 16 KiB
-/// records netconfd's 4.3 KB hello never completes. The default
+/// records netconfd's 4.3 KB hello can never complete. Whether it does
+/// depends on netconfd writing its hello in one piece (most runs here), so
+/// a few attempts are made and one hang proves the point. The default
 /// (`--max-record 4096`) is what makes every ncclient test above pass.
 #[test]
 fn stock_ncclient_hangs_with_16k_records() {
     let s = setup(Server::Netconfd, &["--max-record", "16384"]);
-    let (report, text) = run_driver(
-        pyclient(&s, "ncclient", Scenario::Basic, "1.3"),
-        Duration::from_secs(5),
-    );
-    assert!(
-        report.is_none() && !text.contains("session_id="),
-        "ncclient connected despite 16 KiB records: its bug #651 may be fixed; \
-         revisit --max-record's default\n{text}"
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let (report, text) = run_driver(
+            pyclient(&s, "ncclient", Scenario::Basic, "1.3"),
+            Duration::from_secs(5),
+        );
+        if report.is_none() && !text.contains("session_id=") {
+            return;
+        }
+        seen.push(text);
+    }
+    panic!(
+        "ncclient connected 5 times despite 16 KiB records: its bug #651 may be fixed; \
+         revisit --max-record's default\n{seen:?}"
     );
 }
 
