@@ -76,9 +76,12 @@ else
 fi
 concurrency=16
 repeats=${BENCH_REPEATS:-$repeats}
-# A partial or before/after run never overwrites bench/RESULTS.md.
+# A partial or before/after run never overwrites bench/RESULTS.md or the
+# data it was made from.
 if [ -n "${BENCH_RELAYS:-}${BENCH_ONLY:-}${NCTLS_BEFORE:-}${NCTLS_VARIANTS:-}${BENCH_REPEATS:-}" ]; then
     report=$out/RESULTS-$mode-partial.md
+    results=$out/results-partial.tsv
+    meta=$out/meta-partial.tsv
 fi
 
 say() { echo "bench: $*" >&2; }
@@ -111,7 +114,9 @@ say "building"
 cargo build --release --quiet --bin nctls --example loadgen
 
 mkdir -p "$out" "$logs"
-rm -f "$results" "$meta" "$out/timing.tsv" "$logs"/*
+rm -f "$results" "$meta" "$logs"/*
+timing=${results%.tsv}-timing.tsv
+rm -f "$timing"
 if [ ! -e "$pki/x509-ca.pem" ]; then
     certs/make-certs.sh "$pki" >/dev/null
 fi
@@ -282,7 +287,7 @@ run() {
             "$(tail -1 "$log.loadgen.log")" >>"$meta"
     fi
     stop_relay
-    printf '%s\t%s\t%s\t%s\n' "$label" "$workload" "$*" $((SECONDS - t0)) >>"$out/timing.tsv"
+    printf '%s\t%s\t%s\t%s\n' "$label" "$workload" "$*" $((SECONDS - t0)) >>"$timing"
 }
 
 # shellcheck disable=SC2206 # a word list on purpose

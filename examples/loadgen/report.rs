@@ -87,6 +87,20 @@ fn load(results: &str, meta: &str) -> Result<Data, String> {
             .push(f[3].to_string());
     }
     labels.sort_by_key(|l| ORDER.iter().position(|o| o == l).unwrap_or(ORDER.len()));
+    // What a relay needs on disk: its binary and the libraries beyond libc.
+    for l in &labels {
+        let get = |m: &str| {
+            values
+                .get(&(l.clone(), "footprint".to_string(), m.to_string()))
+                .and_then(|v| v.last()?.parse::<u64>().ok())
+        };
+        if let (Some(bin), Some(libs)) = (get("binary_bytes"), get("lib_bytes")) {
+            values.insert(
+                (l.clone(), "footprint".into(), "total_bytes".into()),
+                vec![(bin + libs).to_string()],
+            );
+        }
+    }
     let meta = fs::read_to_string(meta)
         .map_err(|e| format!("{meta}: {e}"))?
         .lines()
@@ -415,17 +429,20 @@ pub fn write(results: &str, meta: &str, path: &str) -> Result<(), String> {
         "## 6. Footprint\n\n\
          Stripped executable; shared libraries it links beyond the C runtime (libc, libm, \
          libgcc_s, ld.so), and the size of those.\n\n\
-         | relay | binary bytes | other libraries | their bytes |\n\
-         | --- | ---: | --- | ---: |\n",
+         | relay | binary bytes | other libraries | their bytes | total |\n\
+         | --- | ---: | --- | ---: | ---: |\n",
     );
     for l in &d.labels {
         if let Some(size) = d.median(l, "footprint", "binary_bytes") {
             let _ = writeln!(
                 o,
-                "| {l} | {} | {} | {} |",
+                "| {l} | {} | {} | {} | {} |",
                 fmt_num(Some(size), 0),
-                d.text(l, "footprint", "libs").unwrap_or("—"),
+                d.text(l, "footprint", "libs")
+                    .filter(|t| !t.is_empty())
+                    .unwrap_or("(none)"),
                 fmt_num(d.median(l, "footprint", "lib_bytes"), 0),
+                fmt_num(d.median(l, "footprint", "total_bytes"), 0),
             );
         }
     }
@@ -456,6 +473,12 @@ pub fn write(results: &str, meta: &str, path: &str) -> Result<(), String> {
     o.push_str("```\n\n");
     for v in d.meta("config") {
         let _ = writeln!(o, "{}\n", v.replace("\\n", "\n"));
+    }
+
+    // Hand-written analysis kept next to the generated tables.
+    if let Ok(notes) = fs::read_to_string("bench/notes.md") {
+        o.push_str(&notes);
+        o.push('\n');
     }
 
     let failures = d.meta("failure");
