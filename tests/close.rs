@@ -34,24 +34,6 @@ fn accept(backend: &Backend) -> (TcpStream, String) {
         .expect("the daemon did not connect to the backend")
 }
 
-fn local(client: &TlsStream) -> SocketAddr {
-    client.sock.local_addr().unwrap()
-}
-
-/// The session-end line for `client`, or a panic showing the whole log.
-fn end_line(daemon: &Daemon, client: SocketAddr) -> String {
-    daemon
-        .session_end(client, SOON)
-        .unwrap_or_else(|| panic!("no session end for {client}: {:#?}", daemon.log_lines()))
-}
-
-fn assert_reason(line: &str, expected: &str) {
-    assert!(
-        end_reason(line).starts_with(expected),
-        "expected reason {expected:?}: {line}"
-    );
-}
-
 fn assert_between(what: &str, took: Duration, min: Duration, max: Duration) {
     assert!(
         took >= min && took <= max,

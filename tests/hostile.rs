@@ -34,24 +34,6 @@ const NETCONF_HELLO: &[u8] = b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
 // ---------------------------------------------------------------------------
 // The daemon's resources, from /proc.
 
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("read /proc/PID/fd")
-        .count()
-}
-
-/// Waits (up to 10 s) for the daemon's descriptor count to be `want`.
-fn wait_fds(pid: u32, want: usize) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let n = open_fds(pid);
-        if n == want || Instant::now() > deadline {
-            return n;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn assert_fds_back(daemon: &Daemon, baseline: usize) {
     let pid = daemon.child.id();
     let now = wait_fds(pid, baseline);
@@ -285,23 +267,6 @@ fn expected_header(user: &str, client: SocketAddr) -> String {
 
 // ---------------------------------------------------------------------------
 // Clients.
-
-fn local(c: &TlsStream) -> SocketAddr {
-    c.sock.local_addr().unwrap()
-}
-
-fn end_line(daemon: &Daemon, client: SocketAddr) -> String {
-    daemon
-        .session_end(client, SOON)
-        .unwrap_or_else(|| panic!("no session end for {client}: {:#?}", daemon.log_lines()))
-}
-
-fn assert_reason(line: &str, expected: &str) {
-    assert!(
-        end_reason(line).starts_with(expected),
-        "expected reason {expected:?}: {line}"
-    );
-}
 
 /// A normal client is served: its bytes reach the backend after a
 /// well-formed header, the echo comes back, and its close_notify ends the

@@ -4,7 +4,7 @@
 # and run it against the installed shared library (soname libnctls.so.MAJOR).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-stage=$(mktemp -d "${TMPDIR:-/tmp}/nctls-stage.XXXXXX")
+stage=$(mktemp -d)
 trap 'if [ -n "${pid:-}" ]; then kill "$pid" 2>/dev/null || true; fi; rm -rf "$stage"' EXIT
 cd "$root"
 

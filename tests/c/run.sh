@@ -9,7 +9,7 @@ wrap=$1
 build=$(cd "$2" && pwd)
 root=$(cd "$(dirname "$0")/../.." && pwd)
 ex=$root/target/release/examples
-work=$(mktemp -d "${TMPDIR:-/tmp}/nctls-ctest.XXXXXX")
+work=$(mktemp -d)
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done

@@ -573,3 +573,41 @@ pub fn duplex(stream: TlsStream, send: &[u8], expect: usize) -> (TlsStream, Vec<
         received,
     )
 }
+
+/// The client side's local address (how the log names the session).
+pub fn local(client: &TlsStream) -> SocketAddr {
+    client.sock.local_addr().unwrap()
+}
+
+/// The session-end line for `client`, or a panic showing the whole log.
+pub fn end_line(daemon: &Daemon, client: SocketAddr) -> String {
+    daemon
+        .session_end(client, Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no session end for {client}: {:#?}", daemon.log_lines()))
+}
+
+pub fn assert_reason(line: &str, expected: &str) {
+    assert!(
+        end_reason(line).starts_with(expected),
+        "expected reason {expected:?}: {line}"
+    );
+}
+
+/// The daemon's open descriptors, from /proc.
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read /proc/PID/fd")
+        .count()
+}
+
+/// Waits (up to 10 s) for the daemon's descriptor count to be `want`.
+pub fn wait_fds(pid: u32, want: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = open_fds(pid);
+        if n == want || Instant::now() > deadline {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
