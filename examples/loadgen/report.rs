@@ -301,6 +301,12 @@ pub fn write(results: &str, meta: &str, path: &str) -> Result<(), String> {
                 "binary_bytes",
                 "< 1.5 MiB",
             ),
+            (
+                "binary + libraries beyond libc",
+                "footprint",
+                "total_bytes",
+                "",
+            ),
         ],
     );
 
