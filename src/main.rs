@@ -86,9 +86,6 @@ fn fingerprints(files: &[std::path::PathBuf]) -> Result<String, String> {
 fn init_logging(level: log::LevelFilter) {
     env_logger::Builder::new()
         .filter_level(level)
-        // rustls warns about peers' protocol oddities; the session-end line
-        // already says how each session ended.
-        .filter_module("rustls", log::LevelFilter::Error)
         .parse_default_env()
         .format(|buf, record| {
             writeln!(
