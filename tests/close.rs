@@ -309,20 +309,26 @@ fn drain_expires(
     })
 }
 
+/// A daemon that half-closes for `version` (TLS 1.2 by `--tls12-close
+/// half-close`) with a 0.5 s drain timeout, and its backend.
+fn half_closing_daemon(version: Version) -> (Pki, Backend, Daemon) {
+    let pki = Pki::new();
+    let backend = Backend::new();
+    let addr = backend.arg();
+    let mut args = vec!["--backend", &*addr, "--drain-timeout", "0.5"];
+    if version == Version::Tls12 {
+        args.extend(["--tls12-close", "half-close"]);
+    }
+    let daemon = Daemon::start(&pki, &args);
+    (pki, backend, daemon)
+}
+
 /// The drain deadline: a backend that never closes after the client's
 /// close_notify gets `--drain-timeout`, then the client gets close_notify.
 #[test]
 fn row2_drain_timeout_ends_a_backend_that_never_closes() {
-    for (version, extra) in [
-        (Version::Tls13, &[][..]),
-        (Version::Tls12, &["--tls12-close", "half-close"][..]),
-    ] {
-        let pki = Pki::new();
-        let backend = Backend::new();
-        let addr = backend.arg();
-        let mut args = vec!["--backend", &*addr, "--drain-timeout", "0.5"];
-        args.extend_from_slice(extra);
-        let daemon = Daemon::start(&pki, &args);
+    for version in BOTH {
+        let (pki, backend, daemon) = half_closing_daemon(version);
         let (client, took) = drain_expires(&daemon, &backend, pki.client("admin", version));
         eprintln!("row2 drain {version:?}: close_notify after {took:?} (drain 0.5 s)");
         assert_between("drain", took, secs(0.3), secs(3.0));
@@ -363,16 +369,8 @@ fn row2_drain_timeout_is_logged_as_a_timeout() {
 /// through, then its close is answered with close_notify.
 #[test]
 fn row2_drain_deadline_extends_while_data_flows() {
-    for (version, extra) in [
-        (Version::Tls13, &[][..]),
-        (Version::Tls12, &["--tls12-close", "half-close"][..]),
-    ] {
-        let pki = Pki::new();
-        let backend = Backend::new();
-        let addr = backend.arg();
-        let mut args = vec!["--backend", &*addr, "--drain-timeout", "0.5"];
-        args.extend_from_slice(extra);
-        let daemon = Daemon::start(&pki, &args);
+    for version in BOTH {
+        let (pki, backend, daemon) = half_closing_daemon(version);
         thread::scope(|s| {
             let be = s.spawn(|| {
                 let (mut b, _) = accept(&backend);

@@ -292,6 +292,14 @@ fn assert_served(daemon: &Daemon, pki: &Pki, backend: &ScriptedBackend) {
     );
 }
 
+/// After the attack: a normal client is served, the daemon is alive and
+/// its descriptors are back at `baseline`.
+fn assert_recovered(daemon: &mut Daemon, pki: &Pki, backend: &ScriptedBackend, baseline: usize) {
+    assert_served(daemon, pki, backend);
+    assert_alive(daemon);
+    assert_fds_back(daemon, baseline);
+}
+
 fn assert_alive(daemon: &mut Daemon) {
     assert!(
         daemon.child.try_wait().unwrap().is_none(),
@@ -389,9 +397,7 @@ fn not_a_client_hello() {
         }
     }
     assert_eq!(backend.accepted(), 0, "the backend was contacted");
-    assert_served(&daemon, &pki, &backend);
-    assert_alive(&mut daemon);
-    assert_fds_back(&daemon, baseline);
+    assert_recovered(&mut daemon, &pki, &backend, baseline);
 }
 
 // ---------------------------------------------------------------------------
@@ -546,9 +552,7 @@ fn two_hundred_silent_connections_time_out_while_others_are_served() {
         .wait_logs("reason=timeout: handshake", 200, SOON)
         .expect("200 handshake timeouts logged");
     assert_eq!(backend.accepted(), 1);
-    assert_served(&daemon, &pki, &backend);
-    assert_alive(&mut daemon);
-    assert_fds_back(&daemon, baseline);
+    assert_recovered(&mut daemon, &pki, &backend, baseline);
 }
 
 /// 100 clients each send 1 MiB of random bytes right after connecting (half
@@ -643,9 +647,7 @@ fn garbage_flood_does_not_disturb_live_sessions() {
         assert_reason(&end_line(&daemon, *addr), "handshake-failed");
     }
     assert_eq!(backend.accepted(), 5, "garbage never reaches the backend");
-    assert_served(&daemon, &pki, &backend);
-    assert_alive(&mut daemon);
-    assert_fds_back(&daemon, baseline);
+    assert_recovered(&mut daemon, &pki, &backend, baseline);
 }
 
 // ---------------------------------------------------------------------------
@@ -729,9 +731,7 @@ fn client_that_stops_reading_holds_back_the_backend_not_memory() {
     send_close_notify(&mut other);
     assert_eq!(read_to_end(&mut other).1, Ending::CloseNotify);
     assert_reason(&end_line(&daemon, other_addr), "client-close-notify");
-    assert_served(&daemon, &pki, &backend);
-    assert_alive(&mut daemon);
-    assert_fds_back(&daemon, baseline);
+    assert_recovered(&mut daemon, &pki, &backend, baseline);
 }
 
 /// The backend accepts and never reads while the client pushes 64 MiB: the
@@ -813,9 +813,7 @@ fn backend_that_never_reads_blocks_the_client_not_memory() {
     send_close_notify(&mut other);
     assert_eq!(read_to_end(&mut other).1, Ending::CloseNotify);
     assert_reason(&end_line(&daemon, other_addr), "client-close-notify");
-    assert_served(&daemon, &pki, &backend);
-    assert_alive(&mut daemon);
-    assert_fds_back(&daemon, baseline);
+    assert_recovered(&mut daemon, &pki, &backend, baseline);
 }
 
 /// Row 3 while the client → backend direction is blocked: the client's
@@ -890,9 +888,7 @@ fn backend_reset_right_after_accept_gives_the_client_close_notify() {
         }
     }
     assert_eq!(backend.accepted(), 4);
-    assert_served(&daemon, &pki, &backend);
-    assert_alive(&mut daemon);
-    assert_fds_back(&daemon, baseline);
+    assert_recovered(&mut daemon, &pki, &backend, baseline);
 }
 
 /// A backend that accepted and then reset was reachable: its end must be
@@ -1119,9 +1115,7 @@ fn descriptor_exhaustion_defers_or_refuses_and_recovers() {
         "a new session works {:?} after closing them",
         closed_at.elapsed()
     );
-    assert_served(&daemon, &pki, &backend);
-    assert_alive(&mut daemon);
-    assert_fds_back(&daemon, baseline);
+    assert_recovered(&mut daemon, &pki, &backend, baseline);
 }
 
 // ---------------------------------------------------------------------------
@@ -1168,9 +1162,7 @@ fn untrusted_or_out_of_date_client_certificates_fail_the_handshake() {
         }
     }
     assert_eq!(backend.accepted(), 0, "the backend was contacted");
-    assert_served(&daemon, &pki, &backend);
-    assert_alive(&mut daemon);
-    assert_fds_back(&daemon, baseline);
+    assert_recovered(&mut daemon, &pki, &backend, baseline);
 }
 
 /// CommonNames with `;`, `[`, `]`, a newline, or 4 KiB: the session is
