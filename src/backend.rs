@@ -93,6 +93,18 @@ impl BackendStream {
     }
 }
 
+impl BackendStream {
+    /// Stops polling it before it is dropped. After a truncated session the
+    /// close that follows is a reset (SO_LINGER 0), so the backend cannot
+    /// take a cut-off session for a clean end.
+    pub fn release(&mut self, registry: &Registry, truncated: bool) {
+        let _ = registry.deregister(self);
+        if truncated {
+            let _ = sys::set_abortive_close(self.as_raw_fd());
+        }
+    }
+}
+
 impl Read for BackendStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {

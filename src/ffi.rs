@@ -17,7 +17,7 @@ use std::cell::UnsafeCell;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
+use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -33,7 +33,6 @@ use crate::header;
 use crate::hooks::{self, Hooks, IdentityRequest, SessionEnd};
 use crate::server::{Server, Stopper};
 use crate::session::{EndReason, Session, Side, Status};
-use crate::sys;
 use crate::tls::{self, Loaded};
 
 /// What every fallible call returns. `NCTLS_RESULT_OK` is 0; errors have
@@ -1165,15 +1164,19 @@ impl Conn {
                             .and_then(BackendStream::connect_result)
                         {
                             None => continue,
-                            Some(Ok(())) => {
+                            Some(result) => {
                                 self.backend_connecting = false;
-                                self.session.backend_connected(now);
+                                self.session.backend_connect_done(result, now);
                             }
-                            Some(Err(e)) => self.session.backend_failed(e.to_string(), now),
                         }
                     }
                     self.session.set_ready(Side::Backend, readable, writable);
                 } else {
+                    if event.is_error() {
+                        if let Some(client) = &self.client {
+                            self.session.client_socket_error(client.take_error());
+                        }
+                    }
                     self.session.set_ready(Side::Client, readable, writable);
                 }
             }
@@ -1187,12 +1190,11 @@ impl Conn {
         if let Some(reason) = reason {
             self.error = c_text(&reason.to_string());
         }
-        let truncated = reason.is_some_and(EndReason::is_truncation);
         if let Some(mut backend) = self.backend.take() {
-            let _ = self.poll.registry().deregister(&mut backend);
-            if truncated {
-                let _ = sys::set_abortive_close(backend.as_raw_fd());
-            }
+            backend.release(
+                self.poll.registry(),
+                reason.is_some_and(EndReason::is_truncation),
+            );
         }
         if let Some(mut client) = self.client.take() {
             let _ = self.poll.registry().deregister(&mut client);

@@ -32,7 +32,7 @@ use crate::header;
 // The server's messages go to an embedder's sink when one is set (see hooks).
 use crate::hooks::{debug, info, log, warn, Hooks, IdentityRequest, SessionEnd};
 use crate::identity::Peer;
-use crate::session::{Session, Side, Status, Stream};
+use crate::session::{EndReason, Session, Side, Status, Stream};
 use crate::sys::{self, Signals};
 use crate::tls::Loaded;
 
@@ -410,34 +410,23 @@ impl Server {
         let writable = event.is_writable() || event.is_write_closed() || event.is_error();
         if is_backend {
             if let Backend::Connecting(socket) = &conn.backend {
-                match socket.connect_result() {
-                    None => return,
-                    Some(Ok(())) => {
-                        let Backend::Connecting(socket) =
-                            std::mem::replace(&mut conn.backend, Backend::None)
-                        else {
-                            return;
-                        };
+                let Some(result) = socket.connect_result() else {
+                    return;
+                };
+                if result.is_ok() {
+                    if let Backend::Connecting(socket) =
+                        std::mem::replace(&mut conn.backend, Backend::None)
+                    {
                         socket.set_nodelay();
                         conn.backend = Backend::Connected(socket);
-                        conn.session.backend_connected(now);
                     }
-                    // Connected, then reset before we looked: not "unreachable".
-                    Some(Err(e)) if e.kind() == io::ErrorKind::ConnectionReset => {
-                        conn.session.backend_connected(now);
-                        conn.session.backend_reset(e.to_string());
-                    }
-                    Some(Err(e)) => conn.session.backend_failed(e.to_string(), now),
                 }
+                conn.session.backend_connect_done(result, now);
             }
             conn.session.set_ready(Side::Backend, readable, writable);
         } else {
-            // A reset must end the session even while backpressure keeps
-            // us from reading the client (rustls is not asking for input).
             if event.is_error() {
-                if let Ok(Some(e)) = conn.client.take_error() {
-                    conn.session.client_reset(e.to_string());
-                }
+                conn.session.client_socket_error(conn.client.take_error());
             }
             conn.session.set_ready(Side::Client, readable, writable);
         }
@@ -579,10 +568,10 @@ impl Server {
         let _ = registry.deregister(&mut conn.client);
         let reason = conn.session.end_reason().cloned();
         if let Some(backend) = conn.backend.socket() {
-            let _ = registry.deregister(backend);
-            if reason.as_ref().is_some_and(|r| r.is_truncation()) {
-                let _ = sys::set_abortive_close(backend.as_raw_fd());
-            }
+            backend.release(
+                registry,
+                reason.as_ref().is_some_and(EndReason::is_truncation),
+            );
         }
         let (up, down) = conn.session.bytes();
         let level = match &reason {

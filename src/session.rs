@@ -313,6 +313,28 @@ impl Session {
         }
     }
 
+    /// The outcome of a non-blocking backend connect, as the loop saw it.
+    pub fn backend_connect_done(&mut self, result: io::Result<()>, now: Instant) {
+        match result {
+            Ok(()) => self.backend_connected(now),
+            // Connected, then reset before the loop looked: not "unreachable".
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {
+                self.backend_connected(now);
+                self.backend_reset(e.to_string());
+            }
+            Err(e) => self.backend_failed(e.to_string(), now),
+        }
+    }
+
+    /// The loop saw an error event on the client socket: a reset must end
+    /// the session even while backpressure keeps us from reading the
+    /// client (rustls is not asking for input then).
+    pub fn client_socket_error(&mut self, pending: io::Result<Option<io::Error>>) {
+        if let Ok(Some(e)) = pending {
+            self.client_reset(e.to_string());
+        }
+    }
+
     /// The backend connection could not be made.
     pub fn backend_failed(&mut self, why: String, now: Instant) {
         self.close_now(EndReason::BackendUnreachable(why), now);
