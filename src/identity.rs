@@ -15,7 +15,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ring::digest;
-use rustls::pki_types::{CertificateDer, TrustAnchor, UnixTime};
+use rustls::pki_types::{CertificateDer, SignatureVerificationAlgorithm, TrustAnchor, UnixTime};
 use webpki::{EndEntityCert, KeyUsage};
 
 use crate::der::{self, AltName};
@@ -239,17 +239,34 @@ fn ip_name(raw: &[u8]) -> Option<String> {
 #[derive(Clone)]
 pub struct Mapper {
     rules: Vec<Rule>,
-    cas: Vec<CertificateDer<'static>>,
-    needs_path: bool,
+    /// The CA certificates as trust anchors, parsed once, each with its DER
+    /// (what an anchor fingerprint is computed over). Empty unless a rule
+    /// has a fingerprint.
+    anchors: Vec<(TrustAnchor<'static>, CertificateDer<'static>)>,
+    /// The signature algorithms the handshake verified the chain with (ring).
+    algorithms: &'static [&'static dyn SignatureVerificationAlgorithm],
 }
 
 impl Mapper {
     pub fn new(rules: Vec<Rule>, cas: Vec<CertificateDer<'static>>) -> Mapper {
         let needs_path = rules.iter().any(|r| r.fingerprint.is_some());
+        let anchors = match needs_path {
+            true => cas
+                .into_iter()
+                .filter_map(|ca| {
+                    let anchor = webpki::anchor_from_trusted_cert(&ca).ok()?.to_owned();
+                    Some((anchor, ca))
+                })
+                .collect(),
+            false => Vec::new(),
+        };
+        let algorithms = rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .all;
         Mapper {
             rules,
-            cas,
-            needs_path,
+            anchors,
+            algorithms,
         }
     }
 
@@ -258,7 +275,7 @@ impl Mapper {
         let Some(cert) = chain.first() else {
             return Err("no client certificate".into());
         };
-        let path = if self.needs_path {
+        let path = if self.rules.iter().any(|r| r.fingerprint.is_some()) {
             self.verified_path(chain)
         } else {
             Vec::new()
@@ -288,20 +305,12 @@ impl Mapper {
     /// certificate on the path webpki verifies (the handshake already did).
     fn verified_path(&self, chain: &[CertificateDer<'_>]) -> Vec<Vec<u8>> {
         let mut path = vec![chain[0].to_vec()];
-        let anchors: Vec<(TrustAnchor<'_>, &CertificateDer<'_>)> = self
-            .cas
-            .iter()
-            .filter_map(|ca| Some((webpki::anchor_from_trusted_cert(ca).ok()?, ca)))
-            .collect();
-        let trust: Vec<TrustAnchor<'_>> = anchors.iter().map(|(a, _)| a.clone()).collect();
+        let trust: Vec<TrustAnchor<'_>> = self.anchors.iter().map(|(a, _)| a.clone()).collect();
         let Ok(ee) = EndEntityCert::try_from(&chain[0]) else {
             return path;
         };
-        let algs = rustls::crypto::ring::default_provider()
-            .signature_verification_algorithms
-            .all;
         let Ok(verified) = ee.verify_for_usage(
-            algs,
+            self.algorithms,
             &trust,
             &chain[1..],
             UnixTime::now(),
@@ -317,7 +326,7 @@ impl Mapper {
                 .map(|c| c.der().to_vec()),
         );
         let anchor = verified.anchor();
-        if let Some((_, der)) = anchors.iter().find(|(a, _)| {
+        if let Some((_, der)) = self.anchors.iter().find(|(a, _)| {
             a.subject == anchor.subject
                 && a.subject_public_key_info == anchor.subject_public_key_info
         }) {
