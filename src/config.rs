@@ -24,10 +24,10 @@ use crate::session::{Limits, Tls12Close};
 pub struct Config {
     pub listen: Vec<SocketAddr>,
     pub backend: BackendAddr,
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    pub ca: PathBuf,
-    pub crls: Vec<PathBuf>,
+    pub cert: FileOption,
+    pub key: FileOption,
+    pub ca: FileOption,
+    pub crls: Vec<FileOption>,
     pub min_tls: MinTls,
     /// Cert-to-name rules, tried in order; never empty.
     pub identity: Vec<Rule>,
@@ -41,6 +41,30 @@ pub struct Config {
     /// Largest plaintext per TLS record sent to clients.
     pub max_record: usize,
     pub log_level: LevelFilter,
+}
+
+/// A file named by an option, and where it was named, so that every error
+/// about the file can say which setting to fix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileOption {
+    pub path: PathBuf,
+    /// `--cert` (command line or default), `nctls.conf:4: cert` (config
+    /// file line), or `cert` (C library).
+    pub origin: String,
+}
+
+impl FileOption {
+    fn default_for(option: &str, path: &str) -> FileOption {
+        FileOption {
+            path: PathBuf::from(path),
+            origin: format!("--{option}"),
+        }
+    }
+
+    /// One error line about this file: `ORIGIN PATH: why`.
+    pub fn error(&self, why: impl fmt::Display) -> String {
+        format!("{} {}: {why}", self.origin, self.path.display())
+    }
 }
 
 /// The oldest TLS version accepted.
@@ -162,6 +186,15 @@ struct Setting {
 }
 
 impl Setting {
+    /// How errors name this setting: `--name`, `FILE:LINE: name` or `name`.
+    fn origin(&self) -> String {
+        match &self.origin {
+            Origin::CommandLine => format!("--{}", self.name),
+            Origin::File(file, line) => format!("{file}:{line}: {}", self.name),
+            Origin::Library => self.name.clone(),
+        }
+    }
+
     fn error(&self, why: impl fmt::Display) -> ConfigError {
         match &self.origin {
             Origin::CommandLine => ConfigError(format!("--{}: {why}", self.name)),
@@ -326,9 +359,9 @@ fn parse_file(path: &str, text: &str) -> Result<Vec<Setting>, ConfigError> {
 fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
     let mut listen = Vec::new();
     let mut backend = BackendAddr::Tcp("127.0.0.1:2023".parse().expect("valid default"));
-    let mut cert = PathBuf::from("x509-server.pem");
-    let mut key = PathBuf::from("x509-server-key.pem");
-    let mut ca = PathBuf::from("x509-ca.pem");
+    let mut cert = FileOption::default_for("cert", "x509-server.pem");
+    let mut key = FileOption::default_for("key", "x509-server-key.pem");
+    let mut ca = FileOption::default_for("ca", "x509-ca.pem");
     let mut crls = Vec::new();
     let mut min_tls = MinTls::V12;
     let mut fixed_user: Option<&Setting> = None;
@@ -451,11 +484,14 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
     })
 }
 
-fn path(s: &Setting) -> Result<PathBuf, ConfigError> {
+fn path(s: &Setting) -> Result<FileOption, ConfigError> {
     if s.value.is_empty() {
         return Err(s.error("empty file name"));
     }
-    Ok(PathBuf::from(&s.value))
+    Ok(FileOption {
+        path: PathBuf::from(&s.value),
+        origin: s.origin(),
+    })
 }
 
 fn seconds(s: &Setting, zero_ok: bool) -> Result<Duration, ConfigError> {
@@ -486,11 +522,11 @@ impl fmt::Display for Config {
         let listen: Vec<String> = self.listen.iter().map(|a| a.to_string()).collect();
         writeln!(f, "listen        {}", listen.join(" "))?;
         writeln!(f, "backend       {}", self.backend)?;
-        writeln!(f, "cert          {}", self.cert.display())?;
-        writeln!(f, "key           {}", self.key.display())?;
-        writeln!(f, "ca            {}", self.ca.display())?;
+        writeln!(f, "cert          {}", self.cert.path.display())?;
+        writeln!(f, "key           {}", self.key.path.display())?;
+        writeln!(f, "ca            {}", self.ca.path.display())?;
         for crl in &self.crls {
-            writeln!(f, "crl           {}", crl.display())?;
+            writeln!(f, "crl           {}", crl.path.display())?;
         }
         writeln!(
             f,
@@ -563,9 +599,9 @@ mod tests {
             c.backend,
             BackendAddr::Tcp("127.0.0.1:2023".parse().unwrap())
         );
-        assert_eq!(c.cert, PathBuf::from("x509-server.pem"));
-        assert_eq!(c.key, PathBuf::from("x509-server-key.pem"));
-        assert_eq!(c.ca, PathBuf::from("x509-ca.pem"));
+        assert_eq!(c.cert.path, PathBuf::from("x509-server.pem"));
+        assert_eq!(c.key.path, PathBuf::from("x509-server-key.pem"));
+        assert_eq!(c.ca.path, PathBuf::from("x509-ca.pem"));
         assert_eq!(c.header, HeaderKind::Confd);
         assert_eq!(c.identity, vec![Rule::parse("* common-name").unwrap()]);
         assert_eq!(c.min_tls, MinTls::V12);

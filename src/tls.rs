@@ -3,7 +3,6 @@
 //!
 //! Kept in one module so the rustls version (0.23) stays a local concern.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use rustls::crypto::ring;
@@ -12,7 +11,7 @@ use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKey
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use rustls::{RootCertStore, ServerConfig};
 
-use crate::config::{Config, MinTls};
+use crate::config::{Config, FileOption, MinTls};
 use crate::identity::Mapper;
 
 /// TLS record header bytes, which rustls counts in `max_fragment_size`.
@@ -29,15 +28,10 @@ pub struct Loaded {
 /// Loads the files named in `config` and builds the server configuration.
 /// Errors name the option, the file and the reason.
 pub fn load(config: &Config) -> Result<Loaded, String> {
-    let chain = read_certs(&config.cert, "--cert")?;
-    let key = PrivateKeyDer::from_pem_file(&config.key).map_err(|e| {
-        format!(
-            "--key {}: {}",
-            config.key.display(),
-            pem_error(e, "private key")
-        )
-    })?;
-    let roots = read_certs(&config.ca, "--ca")?;
+    let chain = read_certs(&config.cert)?;
+    let key = PrivateKeyDer::from_pem_file(&config.key.path)
+        .map_err(|e| config.key.error(pem_error(e, "private key")))?;
+    let roots = read_certs(&config.ca)?;
     let mut crls = Vec::new();
     for path in &config.crls {
         crls.extend(read_crls(path)?);
@@ -48,11 +42,12 @@ pub fn load(config: &Config) -> Result<Loaded, String> {
         max_record: config.max_record,
     };
     let server = build(chain, key, roots.clone(), policy).map_err(|e| match e {
-        BuildError::Roots(why) => format!("--ca {}: {why}", config.ca.display()),
+        BuildError::Roots(why) => config.ca.error(why),
         BuildError::Key(why) => format!(
-            "--key {} / --cert {}: {why}",
-            config.key.display(),
-            config.cert.display()
+            "{} {} / {}",
+            config.key.origin,
+            config.key.path.display(),
+            config.cert.error(why)
         ),
         BuildError::Crls(why) => format!("--crl: {why}"),
     })?;
@@ -136,31 +131,22 @@ pub fn build(
     Ok(Arc::new(config))
 }
 
-fn read_certs(path: &Path, option: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_file_iter(path)
+fn read_certs(file: &FileOption) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(&file.path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| {
-            format!(
-                "{option} {}: {}",
-                path.display(),
-                pem_error(e, "certificate")
-            )
-        })?;
+        .map_err(|e| file.error(pem_error(e, "certificate")))?;
     if certs.is_empty() {
-        return Err(format!("{option} {}: no certificate found", path.display()));
+        return Err(file.error("no certificate found"));
     }
     Ok(certs)
 }
 
-fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
-    let crls = CertificateRevocationListDer::pem_file_iter(path)
+fn read_crls(file: &FileOption) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+    let crls = CertificateRevocationListDer::pem_file_iter(&file.path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("--crl {}: {}", path.display(), pem_error(e, "CRL")))?;
+        .map_err(|e| file.error(pem_error(e, "CRL")))?;
     if crls.is_empty() {
-        return Err(format!(
-            "--crl {}: no CRL found (expected PEM X509 CRL)",
-            path.display()
-        ));
+        return Err(file.error("no CRL found (expected PEM X509 CRL)"));
     }
     Ok(crls)
 }

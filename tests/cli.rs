@@ -327,13 +327,16 @@ fn config_file_errors_name_the_file_and_line() {
         &[&format!("nctls: {no_equals}:1: expected `name = value`")],
     );
 
-    // A file named in the config file is checked like one on the command line.
+    // A file named in the config file is checked like one on the command
+    // line, and the error names the line that named it.
     let bad_cert = pki.file("bad-cert.conf");
-    std::fs::write(&bad_cert, "cert = /nonexistent/server.pem\n").unwrap();
+    std::fs::write(&bad_cert, "\ncert = /nonexistent/server.pem\n").unwrap();
     assert_config_error_both(
         &["--config", &bad_cert, "--listen", "127.0.0.1:0"],
         cwd,
-        &["nctls: --cert /nonexistent/server.pem: cannot read:"],
+        &[&format!(
+            "nctls: {bad_cert}:2: cert /nonexistent/server.pem: cannot read:"
+        )],
     );
 }
 
