@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use log::LevelFilter;
 
+use crate::addr;
 use crate::backend::BackendAddr;
 use crate::header::{self, Accounts, HeaderKind};
 use crate::identity::{MapType, Rule};
@@ -358,7 +359,7 @@ fn parse_file(path: &str, text: &str) -> Result<Vec<Setting>, ConfigError> {
 
 fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
     let mut listen = Vec::new();
-    let mut backend = BackendAddr::Tcp("127.0.0.1:2023".parse().expect("valid default"));
+    let mut backend = BackendAddr::parse("127.0.0.1:2023").expect("valid default");
     let mut cert = FileOption::default_for("cert", "x509-server.pem");
     let mut key = FileOption::default_for("key", "x509-server-key.pem");
     let mut ca = FileOption::default_for("ca", "x509-ca.pem");
@@ -385,10 +386,11 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
         let v = s.value.as_str();
         match s.name.as_str() {
             "config" => {}
-            "listen" => listen.push(
-                v.parse()
-                    .map_err(|_| s.error(format!("{v:?} is not IP:PORT (IPv6 as [::]:6513)")))?,
-            ),
+            "listen" => listen.push(addr::parse_ip_port(v).map_err(|why| {
+                s.error(format!(
+                    "{why} (IPv6 as [::]:6513, a zone as [fe80::1%eth0]:6513)"
+                ))
+            })?),
             "backend" => backend = BackendAddr::parse(v).map_err(|why| s.error(why))?,
             "cert" => cert = path(s)?,
             "key" => key = path(s)?,
@@ -522,6 +524,12 @@ impl fmt::Display for Config {
         let listen: Vec<String> = self.listen.iter().map(|a| a.to_string()).collect();
         writeln!(f, "listen        {}", listen.join(" "))?;
         writeln!(f, "backend       {}", self.backend)?;
+        // What a session tries, in order (a name may resolve to several).
+        writeln!(
+            f,
+            "# backend addresses: {}",
+            self.backend.addresses().join(" ")
+        )?;
         writeln!(f, "cert          {}", self.cert.path.display())?;
         writeln!(f, "key           {}", self.key.path.display())?;
         writeln!(f, "ca            {}", self.ca.path.display())?;
@@ -595,10 +603,8 @@ mod tests {
             c.listen,
             vec!["0.0.0.0:6513".parse::<SocketAddr>().unwrap()]
         );
-        assert_eq!(
-            c.backend,
-            BackendAddr::Tcp("127.0.0.1:2023".parse().unwrap())
-        );
+        assert_eq!(c.backend.to_string(), "127.0.0.1:2023");
+        assert_eq!(c.backend.addresses(), ["127.0.0.1:2023"]);
         assert_eq!(c.cert.path, PathBuf::from("x509-server.pem"));
         assert_eq!(c.key.path, PathBuf::from("x509-server-key.pem"));
         assert_eq!(c.ca.path, PathBuf::from("x509-ca.pem"));

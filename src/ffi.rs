@@ -27,7 +27,7 @@ use log::Level;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::backend::BackendStream;
+use crate::backend::{self, Attempt, BackendStream, Dialer};
 use crate::config::{self, Config};
 use crate::header;
 use crate::hooks::{self, Hooks, IdentityRequest, SessionEnd};
@@ -972,6 +972,8 @@ struct Conn {
     client_addr: SocketAddr,
     backend: Option<BackendStream>,
     backend_connecting: bool,
+    /// Which configured backend address to try next (no `backend_fd` given).
+    dialer: Option<Dialer>,
     session: Session,
     state: ConnState,
     user: Option<CString>,
@@ -985,7 +987,9 @@ fn check_client_fd(fd: RawFd) -> Result<SocketAddr, &'static str> {
     // SAFETY: `fd` is an open socket (checked above); ManuallyDrop keeps us
     // from closing it, since it is not ours yet.
     let sock = std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(fd) });
+    // One form per client (IPv4, not ::ffff:a.b.c.d), as in the daemon.
     sock.peer_addr()
+        .map(crate::addr::canonical)
         .map_err(|_| "client_fd is not a connected TCP socket")
 }
 
@@ -1094,6 +1098,7 @@ pub unsafe extern "C" fn nctls_conn_new(
                 client_addr,
                 backend: None,
                 backend_connecting: false,
+                dialer: None,
                 session,
                 state: ConnState::New,
                 user: None,
@@ -1150,6 +1155,7 @@ impl Conn {
                 Ok(()) => {}
             }
             let now = Instant::now();
+            let mut redial = false;
             for event in self.events.iter() {
                 let readable = event.is_readable() || event.is_read_closed() || event.is_error();
                 let writable = event.is_writable() || event.is_write_closed() || event.is_error();
@@ -1164,6 +1170,13 @@ impl Conn {
                             .and_then(BackendStream::connect_result)
                         {
                             None => continue,
+                            Some(result) if backend::is_address_failure(&result) => {
+                                if let (Some(dialer), Err(e)) = (self.dialer.as_mut(), &result) {
+                                    dialer.failed(e);
+                                }
+                                redial = true;
+                                continue;
+                            }
                             Some(result) => {
                                 self.backend_connecting = false;
                                 self.session.backend_connect_done(result, now);
@@ -1180,7 +1193,41 @@ impl Conn {
                     self.session.set_ready(Side::Client, readable, writable);
                 }
             }
-            self.session.on_deadline(now);
+            if redial {
+                self.dial(now);
+            } else if self.session.connect_expired(now) && self.dialer.is_some() {
+                if let Some(dialer) = self.dialer.as_mut() {
+                    dialer.timed_out();
+                }
+                self.dial(now);
+            } else {
+                self.session.on_deadline(now);
+            }
+        }
+    }
+
+    /// Starts connecting to the next configured backend address (dropping
+    /// the attempt before it), or ends the session when none is left.
+    fn dial(&mut self, now: Instant) {
+        let Some(dialer) = self.dialer.as_mut() else {
+            return;
+        };
+        let registry = self.poll.registry();
+        if let Some(mut old) = self.backend.take() {
+            let _ = registry.deregister(&mut old);
+        }
+        match dialer
+            .next(|s| registry.register(s, BACKEND, Interest::READABLE | Interest::WRITABLE))
+        {
+            Attempt::Started(s) => {
+                self.backend = Some(s);
+                self.backend_connecting = true;
+                self.session.backend_attempt(now);
+            }
+            Attempt::Exhausted(reason) => {
+                self.backend_connecting = false;
+                self.session.backend_gave_up(reason, now);
+            }
         }
     }
 
@@ -1406,28 +1453,29 @@ pub unsafe extern "C" fn nctls_conn_relay(
             Err(why) => conn.session.refuse(why, now),
             Ok(h) => {
                 conn.session.admit(&h, now);
-                let socket = match backend {
-                    Some(socket) => socket,
-                    None => built.config.backend.connect(),
-                };
-                let registered = socket.and_then(|mut s| {
-                    conn.poll.registry().register(
-                        &mut s,
-                        BACKEND,
-                        Interest::READABLE | Interest::WRITABLE,
-                    )?;
-                    Ok(s)
-                });
-                match registered {
-                    Ok(s) => {
-                        conn.backend = Some(s);
-                        if backend_fd >= 0 {
-                            conn.session.backend_connected(now);
-                        } else {
-                            conn.backend_connecting = true;
+                match backend {
+                    // Every configured address, in order.
+                    None => {
+                        conn.dialer = Some(Dialer::new(&built.config.backend));
+                        conn.dial(now);
+                    }
+                    Some(socket) => {
+                        let registered = socket.and_then(|mut s| {
+                            conn.poll.registry().register(
+                                &mut s,
+                                BACKEND,
+                                Interest::READABLE | Interest::WRITABLE,
+                            )?;
+                            Ok(s)
+                        });
+                        match registered {
+                            Ok(s) => {
+                                conn.backend = Some(s);
+                                conn.session.backend_connected(now);
+                            }
+                            Err(e) => conn.session.backend_failed(e.to_string(), now),
                         }
                     }
-                    Err(e) => conn.session.backend_failed(e.to_string(), now),
                 }
             }
         }

@@ -3,7 +3,8 @@
 //!
 //! - ConfD's NETCONF TCP session header,
 //!   `[USER;SOURCE;PROTO;UID;GID;SUBGIDS;HOMEDIR;GROUPS;]\n`, SOURCE being
-//!   the client's `IP/port`. ConfD trusts this line blindly, so a value that
+//!   the client's `IP/port` (IPv4-mapped IPv6 as IPv4, an IPv6 zone by
+//!   interface name: `fe80::1%eth0/40001`). ConfD trusts this line blindly, so a value that
 //!   could break its shape (a `;`, a bracket, a control character) is
 //!   refused here, never written.
 //! - yuma123 `netconfd`'s `<ncx-connect>` message, the one its
@@ -12,6 +13,8 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+
+use crate::addr::{self, ShowIp};
 
 /// Which header the backend expects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -236,9 +239,10 @@ fn confd(user: &str, source: SocketAddr, fields: &HeaderFields) -> Result<Vec<u8
     for value in [&fields.proto, &fields.subgids, &home, &fields.groups] {
         check_field(value)?;
     }
+    let source = addr::canonical(source);
     Ok(format!(
         "[{user};{}/{};{};{};{};{};{home};{};]\n",
-        source.ip(),
+        ShowIp(source),
         source.port(),
         fields.proto,
         fields.uid,
@@ -268,8 +272,7 @@ fn ncx(user: &str, source: SocketAddr, port: u16) -> Result<Vec<u8>, Unsafe> {
     if let Some(c) = user.chars().find(|c| c.is_control()) {
         return Err(Unsafe::Char(c));
     }
-    // An IPv4 client on a dual-stack listener shows as ::ffff:a.b.c.d.
-    let address = source.ip().to_canonical();
+    let address = ShowIp(addr::canonical(source));
     Ok(format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
          <ncx-connect xmlns=\"http://netconfcentral.org/ns/yuma-ncx\" version=\"1\" \
@@ -318,6 +321,23 @@ mod tests {
         let s: SocketAddr = "[::1]:6000".parse().unwrap();
         let h = build(HeaderKind::Confd, "oper", s, &HeaderFields::default()).unwrap();
         assert!(h.starts_with(b"[oper;::1/6000;ssh;"));
+    }
+
+    /// An IPv4 client on a dual-stack listener is shown as IPv4, and an
+    /// IPv6 zone by its interface name, in both header forms.
+    #[test]
+    fn mapped_and_zoned_sources() {
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:47776".parse().unwrap();
+        let h = build(HeaderKind::Confd, "admin", mapped, &HeaderFields::default()).unwrap();
+        assert!(h.starts_with(b"[admin;127.0.0.1/47776;ssh;"), "{h:?}");
+        let zoned = crate::addr::parse_ip_port("[fe80::1%lo]:7000").unwrap();
+        let h = build(HeaderKind::Confd, "admin", zoned, &HeaderFields::default()).unwrap();
+        assert!(h.starts_with(b"[admin;fe80::1%lo/7000;ssh;"), "{h:?}");
+        let ncx = HeaderKind::Ncx { port: 830 };
+        let h = build(ncx, "admin", zoned, &HeaderFields::default()).unwrap();
+        assert!(String::from_utf8(h)
+            .unwrap()
+            .contains(" address=\"fe80::1%lo\" "));
     }
 
     #[test]

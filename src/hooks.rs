@@ -43,6 +43,9 @@ pub struct SessionEnd<'a> {
     pub user: Option<&'a str>,
     /// TLS version and cipher suite, `-` before the handshake finished.
     pub tls: &'a str,
+    /// The backend address that served the session (`127.0.0.1:2023`,
+    /// `unix:/path`); `None` if no connection was made.
+    pub backend: Option<&'a str>,
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub duration: Duration,

@@ -5,6 +5,7 @@
 //! bytes and decides how each session ends, [`identity`] and [`header`] decide
 //! once per session what the backend is told.
 
+pub mod addr;
 mod admission;
 pub mod backend;
 pub mod config;

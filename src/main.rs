@@ -53,11 +53,14 @@ fn run(config: Config, args: Vec<String>) -> Result<(), String> {
     server
         .handle_signals(signals)
         .map_err(|e| format!("cannot watch signals: {e}"))?;
-    // SIGHUP: the same arguments again, so the config file and every file it names are re-read.
-    server.set_reloader(Box::new(move || match config::parse_args(args.clone()) {
-        Ok(Command::Run(config)) => tls::load(&config).map(|tls| (config, tls)),
-        Ok(_) => Err("the arguments no longer describe a server".into()),
-        Err(e) => Err(e.to_string()),
+    // SIGHUP: the same arguments again, so the config file and every file it
+    // names are re-read and the backend's name resolved again (on a thread).
+    server.set_reloader(std::sync::Arc::new(move || {
+        match config::parse_args(args.clone()) {
+            Ok(Command::Run(config)) => tls::load(&config).map(|tls| (config, tls)),
+            Ok(_) => Err("the arguments no longer describe a server".into()),
+            Err(e) => Err(e.to_string()),
+        }
     }));
     server.run().map_err(|e| format!("event loop failed: {e}"))
 }

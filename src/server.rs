@@ -15,8 +15,8 @@
 use std::collections::BTreeSet;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,8 +25,9 @@ use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use crate::addr::{self, Show};
 use crate::admission::{Admission, Verdict};
-use crate::backend::BackendStream;
+use crate::backend::{self, Attempt, BackendStream, Dialer};
 use crate::config::Config;
 use crate::header;
 // The server's messages go to an embedder's sink when one is set (see hooks).
@@ -77,6 +78,8 @@ struct Conn {
     client: TcpStream,
     client_addr: SocketAddr,
     backend: Backend,
+    /// Which backend address to try next; set once the client is admitted.
+    dialer: Option<Dialer>,
     peer: Option<Peer>,
     user: Option<String>,
     verdict: Verdict,
@@ -84,8 +87,24 @@ struct Conn {
     scheduled: Option<Instant>,
 }
 
-/// Re-reads the configuration and loads its files, for SIGHUP.
-pub type Reloader = Box<dyn FnMut() -> Result<(Config, Loaded), String>>;
+/// What a reload computes: the new configuration (names resolved) and its
+/// loaded files, or why not.
+pub type ReloadResult = Result<(Config, Loaded), String>;
+
+/// Re-reads the configuration, loads its files and resolves the backend's
+/// name, for SIGHUP. It runs on a thread of its own: DNS and slow disks
+/// must not stall the sessions being served.
+pub type Reloader = Arc<dyn Fn() -> ReloadResult + Send + Sync>;
+
+/// Where SIGHUP's work stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReloadState {
+    Idle,
+    Running,
+    /// Running, and another SIGHUP came meanwhile: one more reload follows
+    /// (however many came), so the files read last are the newest.
+    RunningAgain,
+}
 
 /// Asks a running server to stop, from any thread.
 #[derive(Clone)]
@@ -109,6 +128,9 @@ pub struct Server {
     listeners: Vec<TcpListener>,
     signals: Option<Signals>,
     reloader: Option<Reloader>,
+    /// Where the reload thread hands its result back (then wakes the loop).
+    reloads: (Sender<ReloadResult>, Receiver<ReloadResult>),
+    reload: ReloadState,
     stop_flag: Arc<AtomicBool>,
     waker: Arc<Waker>,
     slots: Vec<Option<Conn>>,
@@ -133,10 +155,12 @@ impl Server {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let mut listeners = Vec::new();
-        for (i, addr) in config.listen.iter().enumerate() {
-            let mut l = TcpListener::bind(*addr)
-                .and_then(|l| sys::set_backlog(l.as_raw_fd(), LISTEN_BACKLOG).map(|()| l))
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        for (i, &addr) in config.listen.iter().enumerate() {
+            let mut l = sys::tcp_listener(addr, v6_only(addr, &config.listen), LISTEN_BACKLOG)
+                .map(TcpListener::from_std)
+                .map_err(|e| {
+                    io::Error::new(e.kind(), format!("cannot listen on {}: {e}", Show(addr)))
+                })?;
             poll.registry()
                 .register(&mut l, Token(FIRST_LISTENER - i), Interest::READABLE)?;
             listeners.push(l);
@@ -149,6 +173,8 @@ impl Server {
             listeners,
             signals: None,
             reloader: None,
+            reloads: mpsc::channel(),
+            reload: ReloadState::Idle,
             stop_flag: Arc::new(AtomicBool::new(false)),
             waker,
             slots: Vec::new(),
@@ -194,9 +220,10 @@ impl Server {
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         info!(
-            "listening on {:?}, backend {}",
+            "listening on {:?}, backend {} ({})",
             self.local_addrs(),
-            self.config.backend
+            self.config.backend,
+            self.config.backend.addresses().join(" ")
         );
         loop {
             let now = Instant::now();
@@ -218,8 +245,12 @@ impl Server {
             let now = Instant::now();
             for event in events.iter() {
                 match event.token() {
-                    WAKER if self.stop_flag.load(Ordering::SeqCst) => self.begin_stop(now),
-                    WAKER => {}
+                    WAKER => {
+                        if self.stop_flag.load(Ordering::SeqCst) {
+                            self.begin_stop(now);
+                        }
+                        self.reload_done();
+                    }
                     SIGNALS => self.read_signals(now),
                     Token(t) if t > FIRST_LISTENER - self.listeners.len() => {
                         self.accept(FIRST_LISTENER - t, now)
@@ -262,18 +293,55 @@ impl Server {
             info!("signal: stopping");
             self.begin_stop(now);
         } else if reload {
-            self.reload();
+            self.start_reload();
+        }
+    }
+
+    /// Starts computing a reload on a thread; while one runs, another
+    /// SIGHUP only asks for one more afterwards.
+    fn start_reload(&mut self) {
+        let Some(reloader) = self.reloader.clone() else {
+            return;
+        };
+        if self.reload != ReloadState::Idle {
+            self.reload = ReloadState::RunningAgain;
+            debug!("reload: one is running; another follows it");
+            return;
+        }
+        let (results, waker) = (self.reloads.0.clone(), self.waker.clone());
+        let started = std::thread::Builder::new()
+            .name("nctls-reload".into())
+            .spawn(move || {
+                // The loop may have stopped meanwhile: nothing to hand back then.
+                let _ = results.send(reloader());
+                let _ = waker.wake();
+            });
+        match started {
+            Ok(_) => self.reload = ReloadState::Running,
+            Err(e) => warn!(
+                "reload failed, keeping the current configuration: cannot start its thread: {e}"
+            ),
+        }
+    }
+
+    /// Applies a finished reload, if one is waiting, and starts the one
+    /// asked for meanwhile.
+    fn reload_done(&mut self) {
+        while let Ok(result) = self.reloads.1.try_recv() {
+            let again = self.reload == ReloadState::RunningAgain;
+            self.reload = ReloadState::Idle;
+            self.apply_reload(result);
+            if again {
+                self.start_reload();
+            }
         }
     }
 
     /// Replaces configuration, certificates and identity rules for new
     /// sessions; live sessions keep what they started with. A broken new
     /// configuration changes nothing.
-    fn reload(&mut self) {
-        let Some(reloader) = self.reloader.as_mut() else {
-            return;
-        };
-        match reloader() {
+    fn apply_reload(&mut self, result: ReloadResult) {
+        match result {
             Ok((config, tls)) => {
                 if config.listen != self.config.listen {
                     warn!("reload: listen addresses change only on restart");
@@ -296,7 +364,8 @@ impl Server {
         self.hooks = hooks;
     }
 
-    /// What SIGHUP calls to re-read the configuration and its files.
+    /// What SIGHUP runs, on a thread, to re-read the configuration and its
+    /// files; the loop applies the result.
     pub fn set_reloader(&mut self, reloader: Reloader) {
         self.reloader = Some(reloader);
     }
@@ -328,7 +397,8 @@ impl Server {
                 return;
             };
             match listener.accept() {
-                Ok((stream, addr)) => self.start_session(stream, addr, now),
+                // One form per client from here on (IPv4, not ::ffff:a.b.c.d).
+                Ok((stream, addr)) => self.start_session(stream, addr::canonical(addr), now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if self.accept_limited {
                         self.accept_limited = false;
@@ -368,7 +438,7 @@ impl Server {
         let session = match Session::new(self.tls.server.clone(), self.config.limits.clone(), now) {
             Ok(session) => session,
             Err(e) => {
-                warn!("session from {addr}: cannot start TLS: {e}");
+                warn!("session from {}: cannot start TLS: {e}", Show(addr));
                 return;
             }
         };
@@ -382,17 +452,18 @@ impl Server {
             Token(2 * slot),
             Interest::READABLE | Interest::WRITABLE,
         ) {
-            warn!("session from {addr}: cannot register: {e}");
+            warn!("session from {}: cannot register: {e}", Show(addr));
             self.free.push(slot);
             return;
         }
-        debug!("session from {addr}: accepted");
+        debug!("session from {}: accepted", Show(addr));
         let verdict = self.admission.decide(addr.ip());
         self.slots[slot] = Some(Conn {
             session,
             client,
             client_addr: addr,
             backend: Backend::None,
+            dialer: None,
             peer: None,
             user: None,
             verdict,
@@ -413,6 +484,14 @@ impl Server {
                 let Some(result) = socket.connect_result() else {
                     return;
                 };
+                if backend::is_address_failure(&result) {
+                    if let (Some(dialer), Err(e)) = (conn.dialer.as_mut(), &result) {
+                        dialer.failed(e);
+                    }
+                    self.dial(slot, now);
+                    self.drive(slot, now);
+                    return;
+                }
                 if result.is_ok() {
                     if let Backend::Connecting(socket) =
                         std::mem::replace(&mut conn.backend, Backend::None)
@@ -502,17 +581,36 @@ impl Server {
         let Some(conn) = self.slots[slot].as_mut() else {
             return;
         };
-        let result = self.config.backend.connect().and_then(|mut socket| {
-            self.poll.registry().register(
-                &mut socket,
+        conn.dialer = Some(Dialer::new(&self.config.backend));
+        self.dial(slot, now);
+    }
+
+    /// Starts connecting to the next backend address (dropping the attempt
+    /// before it), or ends the session when none is left.
+    fn dial(&mut self, slot: usize, now: Instant) {
+        let Some(conn) = self.slots[slot].as_mut() else {
+            return;
+        };
+        let Some(dialer) = conn.dialer.as_mut() else {
+            return;
+        };
+        let registry = self.poll.registry();
+        if let Backend::Connecting(mut old) = std::mem::replace(&mut conn.backend, Backend::None) {
+            let _ = registry.deregister(&mut old);
+        }
+        let attempt = dialer.next(|socket| {
+            registry.register(
+                socket,
                 Token(2 * slot + 1),
                 Interest::READABLE | Interest::WRITABLE,
-            )?;
-            Ok(socket)
+            )
         });
-        match result {
-            Ok(socket) => conn.backend = Backend::Connecting(socket),
-            Err(e) => conn.session.backend_failed(e.to_string(), now),
+        match attempt {
+            Attempt::Started(socket) => {
+                conn.backend = Backend::Connecting(socket);
+                conn.session.backend_attempt(now);
+            }
+            Attempt::Exhausted(reason) => conn.session.backend_gave_up(reason, now),
         }
     }
 
@@ -548,7 +646,14 @@ impl Server {
                 continue;
             };
             conn.scheduled = None;
-            conn.session.on_deadline(now);
+            if conn.session.connect_expired(now) && conn.dialer.is_some() {
+                if let Some(dialer) = conn.dialer.as_mut() {
+                    dialer.timed_out();
+                }
+                self.dial(slot, now);
+            } else {
+                conn.session.on_deadline(now);
+            }
             self.drive(slot, now);
         }
     }
@@ -574,6 +679,11 @@ impl Server {
             );
         }
         let (up, down) = conn.session.bytes();
+        // The backend address that served, if one did.
+        let served = match conn.backend {
+            Backend::Connected(_) => conn.dialer.as_ref().and_then(Dialer::current),
+            _ => None,
+        };
         let level = match &reason {
             Some(r) if !r.is_error() => Level::Info,
             _ => Level::Warn,
@@ -584,12 +694,13 @@ impl Server {
             level,
             // The subject is attacker-chosen text: quoted and escaped, so it
             // cannot break the line or forge another.
-            "session end: client={} subject={:?} sha256={} user={} tls={} bytes-in={} bytes-out={} duration={:.3}s reason={}",
-            conn.client_addr,
+            "session end: client={} subject={:?} sha256={} user={} tls={} backend={} bytes-in={} bytes-out={} duration={:.3}s reason={}",
+            Show(conn.client_addr),
             peer.map_or("-", |p| p.subject.as_str()),
             peer.map_or("-", |p| p.sha256.as_str()),
             conn.user.as_deref().unwrap_or("-"),
             conn.session.tls_description(),
+            served.as_deref().unwrap_or("-"),
             up,
             down,
             duration.as_secs_f64(),
@@ -601,12 +712,25 @@ impl Server {
                 peer,
                 user: conn.user.as_deref(),
                 tls: &conn.session.tls_description(),
+                backend: served.as_deref(),
                 bytes_in: up,
                 bytes_out: down,
                 duration,
                 reason: reason.as_ref(),
             });
         }
+    }
+}
+
+/// IPV6_V6ONLY for a listener: an IPv6 wildcard leaves IPv4 to a v4
+/// listener on the same port (both can bind), and accepts IPv4 itself
+/// otherwise, whatever the system default; other addresses keep the default.
+fn v6_only(addr: SocketAddr, all: &[SocketAddr]) -> Option<bool> {
+    match addr {
+        SocketAddr::V6(v6) if v6.ip().is_unspecified() => {
+            Some(addr.port() != 0 && all.iter().any(|a| a.is_ipv4() && a.port() == addr.port()))
+        }
+        _ => None,
     }
 }
 

@@ -313,6 +313,25 @@ impl Session {
         }
     }
 
+    /// A connect to the next backend address began: it gets a full
+    /// `--connect-timeout` of its own.
+    pub fn backend_attempt(&mut self, now: Instant) {
+        if self.phase == Phase::Connecting {
+            self.phase_started = now;
+        }
+    }
+
+    /// The backend connect in progress has had its `--connect-timeout`:
+    /// the caller tries the next address, or ends the session.
+    pub fn connect_expired(&self, now: Instant) -> bool {
+        self.phase == Phase::Connecting && self.phase_started + self.limits.connect_timeout <= now
+    }
+
+    /// No backend address could be connected (see `backend::Dialer`).
+    pub fn backend_gave_up(&mut self, reason: EndReason, now: Instant) {
+        self.close_now(reason, now);
+    }
+
     /// The outcome of a non-blocking backend connect, as the loop saw it.
     pub fn backend_connect_done(&mut self, result: io::Result<()>, now: Instant) {
         match result {

@@ -1,10 +1,14 @@
 //! The few OS calls std and mio do not offer: signals as a pollable file
-//! descriptor, abortive close, a send that cannot raise SIGPIPE, and the
-//! descriptor limit. Linux only.
+//! descriptor, abortive close, a send that cannot raise SIGPIPE, the
+//! descriptor limit, listeners with `IPV6_V6ONLY` set before bind, TCP
+//! keepalive, and interface names for IPv6 zones. Linux only.
 
+use std::ffi::{CStr, CString};
 use std::io;
 use std::mem::MaybeUninit;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
 
 use mio::event::Source;
 use mio::unix::SourceFd;
@@ -159,4 +163,187 @@ pub fn raise_fd_limit() -> io::Result<u64> {
         }
     }
     Ok(lim.rlim_cur)
+}
+
+/// The index of the network interface called `name` (`if_nametoindex`).
+pub fn interface_index(name: &str) -> Option<u32> {
+    let name = CString::new(name).ok()?;
+    // SAFETY: a valid NUL-terminated string.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
+/// The name of the network interface with `index` (`if_indextoname`).
+pub fn interface_name(index: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: the buffer holds IF_NAMESIZE bytes, as if_indextoname requires.
+    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: on success the buffer holds a NUL-terminated name.
+    let name = unsafe { CStr::from_ptr(buf.as_ptr()) };
+    Some(name.to_string_lossy().into_owned())
+}
+
+/// A non-blocking TCP listener on `addr` with SO_REUSEADDR (a restart binds
+/// while old connections linger in TIME_WAIT) and the given backlog. For an
+/// IPv6 address, `v6_only` sets IPV6_V6ONLY before bind: `Some(true)` leaves
+/// IPv4 to a separate listener on the same port, `Some(false)` accepts IPv4
+/// too (as `::ffff:a.b.c.d`) whatever `net.ipv6.bindv6only` says.
+pub fn tcp_listener(
+    addr: SocketAddr,
+    v6_only: Option<bool>,
+    backlog: i32,
+) -> io::Result<std::net::TcpListener> {
+    let domain = match addr {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    };
+    // SAFETY: plain socket(2); the result is checked before use.
+    let fd = unsafe {
+        libc::socket(
+            domain,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor that nothing else owns; closed on error.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    set_int_option(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    if let (SocketAddr::V6(_), Some(only)) = (addr, v6_only) {
+        set_int_option(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, only.into())?;
+    }
+    let rc = match addr {
+        SocketAddr::V4(v4) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: v4.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: a valid sockaddr_in and its exact size.
+            unsafe {
+                libc::bind(
+                    fd,
+                    (&sin as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            }
+        }
+        SocketAddr::V6(v6) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: v6.port().to_be(),
+                sin6_flowinfo: v6.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: v6.ip().octets(),
+                },
+                sin6_scope_id: v6.scope_id(),
+            };
+            // SAFETY: a valid sockaddr_in6 and its exact size.
+            unsafe {
+                libc::bind(
+                    fd,
+                    (&sin6 as *const libc::sockaddr_in6).cast(),
+                    std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+                )
+            }
+        }
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    set_backlog(fd, backlog)?;
+    Ok(std::net::TcpListener::from(socket))
+}
+
+/// Unanswered keepalive probes before the kernel drops a connection.
+pub const KEEPALIVE_PROBES: u32 = 5;
+
+/// The interval between keepalive probes for an idle time: a tenth of it,
+/// from 1 s to 75 s (Linux's own default interval).
+pub fn keepalive_interval(idle: Duration) -> Duration {
+    Duration::from_secs((idle.as_secs() / 10).clamp(1, 75))
+}
+
+/// Turns on TCP keepalive: the first probe after `idle` without traffic
+/// (whole seconds, at least 1), then [`KEEPALIVE_PROBES`] probes
+/// [`keepalive_interval`] apart; a peer that answers none is dropped with
+/// ETIMEDOUT.
+pub fn set_keepalive(fd: RawFd, idle: Duration) -> io::Result<()> {
+    let secs = |d: Duration| d.as_secs().clamp(1, i32::MAX as u64) as libc::c_int;
+    set_int_option(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)?;
+    set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, secs(idle))?;
+    set_int_option(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_KEEPINTVL,
+        secs(keepalive_interval(idle)),
+    )?;
+    set_int_option(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_KEEPCNT,
+        KEEPALIVE_PROBES as libc::c_int,
+    )
+}
+
+fn set_int_option(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: passes a valid int and its exact size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_interface_by_name_and_index() {
+        assert_eq!(interface_index("lo"), Some(1));
+        assert_eq!(interface_name(1).as_deref(), Some("lo"));
+        assert_eq!(interface_index("no-such-if0"), None);
+        assert_eq!(interface_index("l\0o"), None);
+    }
+
+    #[test]
+    fn keepalive_interval_is_a_tenth_bounded() {
+        assert_eq!(keepalive_interval(Duration::from_secs(300)).as_secs(), 30);
+        assert_eq!(keepalive_interval(Duration::from_secs(5)).as_secs(), 1);
+        assert_eq!(keepalive_interval(Duration::from_secs(7200)).as_secs(), 75);
+    }
+
+    /// v4 and v6 wildcards on one port: only with IPV6_V6ONLY on the v6 one.
+    #[test]
+    fn wildcards_share_a_port_only_with_v6_only() {
+        let v4 = tcp_listener("0.0.0.0:0".parse().unwrap(), None, 16).unwrap();
+        let port = v4.local_addr().unwrap().port();
+        let v6: SocketAddr = format!("[::]:{port}").parse().unwrap();
+        let err = tcp_listener(v6, Some(false), 16).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        let both = tcp_listener(v6, Some(true), 16).unwrap();
+        assert_eq!(both.local_addr().unwrap(), v6);
+    }
 }

@@ -148,7 +148,7 @@ fn bad_command_line_values_name_the_option() {
     let cases: &[(&[&str], &[&str])] = &[
         (
             &["--listen", "localhost"],
-            &["nctls: --listen: \"localhost\" is not IP:PORT (IPv6 as [::]:6513)"],
+            &["nctls: --listen: \"localhost\" is not IP:PORT (IPv6 as [::]:6513, a zone as [fe80::1%eth0]:6513)"],
         ),
         (
             &["--listen", "127.0.0.1:99999"],

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod netconf;
+pub mod netns;
 pub mod pki;
 pub mod tlscli;
 
@@ -225,10 +226,17 @@ impl Daemon {
         let line = daemon
             .wait_log("listening on [", Duration::from_secs(10))
             .unwrap_or_else(|| panic!("nctls did not start: {:?}", daemon.log_lines()));
-        let start = line.find("listening on [").unwrap() + "listening on [".len();
-        let end = line[start..].find([',', ']']).unwrap() + start;
-        daemon.addr = line[start..end].parse().expect("listen address");
+        daemon.addr = listen_addrs(&line)[0];
         daemon
+    }
+
+    /// Every address the daemon listens on, in `--listen` order.
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        listen_addrs(
+            &self
+                .wait_log("listening on [", Duration::ZERO)
+                .expect("started"),
+        )
     }
 
     /// The first log line containing `pattern`, waiting up to `timeout`.
@@ -288,6 +296,17 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The addresses of a `listening on [A, B], backend ...` line (those std
+/// can parse: not IPv6 ones with a zone).
+fn listen_addrs(line: &str) -> Vec<SocketAddr> {
+    let start = line.find("listening on [").unwrap() + "listening on [".len();
+    let end = line.find("], backend").expect("end of the address list");
+    line[start..end]
+        .split(", ")
+        .filter_map(|a| a.parse().ok())
+        .collect()
 }
 
 /// A plain-TCP backend that stands in for ConfD's port.
