@@ -478,7 +478,8 @@ nctls_result nctls_server_free(struct nctls_server *server);
  Makes a connection object for an accepted client socket; no I/O yet.
 
  Ownership of `client_fd`: on NCTLS_RESULT_OK nctls owns it (makes it
- non-blocking, closes it when the session ends or at `nctls_conn_free`);
+ non-blocking, turns on TCP keepalive as the `tcp-keepalive` setting says,
+ closes it when the session ends or at `nctls_conn_free`);
  the caller must not use or close it any more. On any error the caller
  still owns it. It must be a connected TCP socket
  (NCTLS_RESULT_INVALID_PARAMETER otherwise). `cfg` must be loaded; the

@@ -41,6 +41,9 @@ pub struct Config {
     pub max_sessions_per_ip: usize,
     /// Largest plaintext per TLS record sent to clients.
     pub max_record: usize,
+    /// Idle time before TCP keepalive probes a client (`None`: off); see
+    /// `sys::set_keepalive` for the probes.
+    pub tcp_keepalive: Option<Duration>,
     pub log_level: LevelFilter,
 }
 
@@ -132,6 +135,7 @@ const OPTIONS: &[OptionSpec] = &[
     OptionSpec { name: "max-sessions", arg: "N", help: "sessions at once; more are refused with close_notify, then wait in the backlog [1000]" },
     OptionSpec { name: "max-sessions-per-ip", arg: "N", help: "sessions at once from one client address, 0 = no limit [0]" },
     OptionSpec { name: "max-record", arg: "BYTES", help: "largest plaintext per TLS record to clients (ncclient needs <= 4096) [4096]" },
+    OptionSpec { name: "tcp-keepalive", arg: "SECS", help: "TCP keepalive on client sockets: first probe after SECS idle, then 5 probes SECS/10 apart (1-75 s), 0 = off [300]" },
     OptionSpec { name: "log-level", arg: "LEVEL", help: "off, error, warn, info, debug or trace; RUST_LOG overrides [info]" },
 ];
 
@@ -380,6 +384,7 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
     let mut max_sessions = 1000;
     let mut max_sessions_per_ip = 0;
     let mut max_record = 4096;
+    let mut tcp_keepalive = Some(Duration::from_secs(300));
     let mut log_level = LevelFilter::Info;
 
     for s in settings {
@@ -435,6 +440,11 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
             "max-sessions" => max_sessions = number(s, 1, 1 << 20)?,
             "max-sessions-per-ip" => max_sessions_per_ip = number(s, 0, 1 << 20)?,
             "max-record" => max_record = number(s, 512, 16384)?,
+            // Linux takes TCP_KEEPIDLE in whole seconds, at most 32767.
+            "tcp-keepalive" => {
+                let secs = number(s, 0, 32767)?;
+                tcp_keepalive = (secs > 0).then(|| Duration::from_secs(secs as u64));
+            }
             "log-level" => {
                 log_level = v.parse().map_err(|_| {
                     s.error(format!(
@@ -482,6 +492,7 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
         max_sessions,
         max_sessions_per_ip,
         max_record,
+        tcp_keepalive,
         log_level,
     })
 }
@@ -577,7 +588,11 @@ impl fmt::Display for Config {
             "max-sessions  {} (per address: {})",
             self.max_sessions, self.max_sessions_per_ip
         )?;
-        write!(f, "max-record    {}", self.max_record)
+        writeln!(f, "max-record    {}", self.max_record)?;
+        match self.tcp_keepalive {
+            Some(t) => write!(f, "tcp-keepalive {}", t.as_secs()),
+            None => write!(f, "tcp-keepalive 0"),
+        }
     }
 }
 
@@ -613,6 +628,13 @@ mod tests {
         assert_eq!(c.min_tls, MinTls::V12);
         assert_eq!(c.limits.tls12_close, Tls12Close::Strict);
         assert_eq!(c.max_record, 4096);
+        assert_eq!(c.tcp_keepalive, Some(Duration::from_secs(300)));
+        assert_eq!(run(&["--tcp-keepalive", "0"]).unwrap().tcp_keepalive, None);
+        let err = run(&["--tcp-keepalive", "1.5"]).unwrap_err().0;
+        assert!(
+            err.starts_with("--tcp-keepalive: \"1.5\": expected a whole number"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1031,7 +1031,8 @@ unsafe fn own_socket(fd: RawFd) -> io::Result<TcpStream> {
 /// Makes a connection object for an accepted client socket; no I/O yet.
 ///
 /// Ownership of `client_fd`: on NCTLS_RESULT_OK nctls owns it (makes it
-/// non-blocking, closes it when the session ends or at `nctls_conn_free`);
+/// non-blocking, turns on TCP keepalive as the `tcp-keepalive` setting says,
+/// closes it when the session ends or at `nctls_conn_free`);
 /// the caller must not use or close it any more. On any error the caller
 /// still owns it. It must be a connected TCP socket
 /// (NCTLS_RESULT_INVALID_PARAMETER otherwise). `cfg` must be loaded; the
@@ -1069,6 +1070,7 @@ pub unsafe extern "C" fn nctls_conn_new(
         let Ok(mut client) = (unsafe { own_socket(client_fd) }) else {
             return nctls_result::Io;
         };
+        crate::server::keepalive(&client, built.config.tcp_keepalive);
         if poll
             .registry()
             .register(&mut client, CLIENT, Interest::READABLE | Interest::WRITABLE)

@@ -15,6 +15,7 @@
 use std::collections::BTreeSet;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
@@ -443,6 +444,7 @@ impl Server {
             }
         };
         let _ = client.set_nodelay(true);
+        keepalive(&client, self.config.tcp_keepalive);
         let slot = self.free.pop().unwrap_or_else(|| {
             self.slots.push(None);
             self.slots.len() - 1
@@ -718,6 +720,17 @@ impl Server {
                 duration,
                 reason: reason.as_ref(),
             });
+        }
+    }
+}
+
+/// TCP keepalive on a client socket, so a client that vanished without FIN
+/// or RST (power loss, a NAT dropping state) does not keep its backend
+/// session, and its locks, forever.
+pub(crate) fn keepalive(client: &impl AsRawFd, idle: Option<Duration>) {
+    if let Some(idle) = idle {
+        if let Err(e) = sys::set_keepalive(client.as_raw_fd(), idle) {
+            debug!("cannot set TCP keepalive: {e}");
         }
     }
 }

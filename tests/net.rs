@@ -343,3 +343,62 @@ fn item3_sighup_resolves_again_off_the_loop() {
         "coalesced"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Item 4: TCP keepalive on client sockets.
+
+/// `ss -o`'s line for the daemon's side of `client`'s connection.
+fn ss_server_side(daemon: &Daemon, client: &TlsStream) -> String {
+    let filter = format!(
+        "( sport = :{} and dport = :{} )",
+        daemon.addr.port(),
+        local(client).port()
+    );
+    let out = std::process::Command::new("ss")
+        .args(["-tnoH", "state", "established", &filter])
+        .output()
+        .expect("ss (iproute2)");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    text
+}
+
+/// By default an accepted client socket has a 300 s keepalive timer;
+/// `--tcp-keepalive SECS` sets it; 0 turns it off.
+#[test]
+fn item4_keepalive_timer_on_client_sockets() {
+    let pki = Pki::new();
+    let backend = Backend::new();
+    for (arg, expect) in [
+        (None, Some("timer:(keepalive,4min5")),
+        (Some("7"), Some("timer:(keepalive,")),
+        (Some("0"), None),
+    ] {
+        let mut args = vec!["--backend".to_string(), backend.arg()];
+        if let Some(secs) = arg {
+            args.extend(["--tcp-keepalive".to_string(), secs.to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let d = Daemon::start(&pki, &args);
+        let mut c = connect(d.addr, pki.client("admin", Version::Tls13)).unwrap();
+        c.write_all(b"x").unwrap();
+        let (_b, _) = backend.accept_within(SOON).expect("session");
+        let line = ss_server_side(&d, &c);
+        match expect {
+            Some(timer) => assert!(line.contains(timer), "{arg:?}: {line}"),
+            None => assert!(!line.contains("keepalive"), "{arg:?}: {line}"),
+        }
+        if arg == Some("7") {
+            // 7 s idle: the timer counts down from at most 7 s.
+            let secs: u64 = line
+                .split("timer:(keepalive,")
+                .nth(1)
+                .and_then(|t| t.split("sec").next())
+                .and_then(|t| t.split('.').next())
+                .and_then(|t| t.parse().ok())
+                .unwrap_or_else(|| panic!("{line}"));
+            assert!(secs <= 7, "{line}");
+        }
+    }
+}
