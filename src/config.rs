@@ -110,8 +110,8 @@ struct OptionSpec {
 /// The options taking a value, in `--help` order (the flags are listed in `usage`).
 const OPTIONS: &[OptionSpec] = &[
     OptionSpec { name: "config", arg: "FILE", help: "read `name = value` lines (same names as these options); the command line wins" },
-    OptionSpec { name: "listen", arg: "ADDR:PORT", help: "TLS address to listen on, repeatable, IPv6 as [::]:6513 [0.0.0.0:6513]" },
-    OptionSpec { name: "backend", arg: "HOST:PORT|unix:PATH", help: "the NETCONF server's plain TCP port (ConfD's netconf tcp transport) or unix socket [127.0.0.1:2023]" },
+    OptionSpec { name: "listen", arg: "ADDR:PORT", help: "TLS address to listen on, repeatable, IPv6 as [::]:6513 (also IPv4 unless 0.0.0.0 has the same port), zones as [fe80::1%eth0]:6513 [0.0.0.0:6513]" },
+    OptionSpec { name: "backend", arg: "HOST:PORT|unix:PATH", help: "the NETCONF server's plain TCP port (ConfD's netconf tcp transport) or unix socket; each address HOST resolves to is tried in order [127.0.0.1:2023]" },
     OptionSpec { name: "cert", arg: "FILE", help: "server certificate chain, PEM [x509-server.pem]" },
     OptionSpec { name: "key", arg: "FILE", help: "server private key, PEM (PKCS#8, PKCS#1 or SEC1) [x509-server-key.pem]" },
     OptionSpec { name: "ca", arg: "FILE", help: "CA certificate(s) that issue client certificates, PEM [x509-ca.pem]" },
@@ -169,7 +169,8 @@ pub fn usage() -> String {
     }
     s.push_str(
         "\nSignals: SIGTERM/SIGINT stop accepting and end every session with close_notify;\n\
-         SIGHUP re-reads the config file, certificates, CRLs and identity rules for new sessions.\n\
+         SIGHUP re-reads the config file, certificates, CRLs and identity rules and resolves the\n\
+         backend's name again, for new sessions.\n\
          Logs go to stderr, one line per session end.\n",
     );
     s

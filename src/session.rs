@@ -9,6 +9,11 @@
 //! Each direction is its own small state:
 //! - up (client → backend): `Open` → `Draining` (client sent close_notify;
 //!   flushing what is left to the backend) → `Shut` (backend write side shut).
+//!   When nothing more may go to the backend while the client has not closed
+//!   its side (we end the session, the backend is gone), `Discarding`: the
+//!   client's input is read and dropped until its close_notify or FIN, so
+//!   the socket never closes with unread input (the kernel would answer
+//!   with a reset that can overtake our close_notify).
 //! - down (backend → client): `Open` → `Draining` (backend done; flushing what
 //!   is left into TLS) → `Notified` (close_notify queued) → `Shut` (close_notify
 //!   flushed, client write side shut).
@@ -145,6 +150,8 @@ enum Phase {
 enum Up {
     Open,
     Draining,
+    /// Reading and dropping client input until its close_notify or FIN.
+    Discarding,
     Shut,
 }
 
@@ -262,7 +269,8 @@ impl Session {
             };
             match step {
                 Ok(true) => {
-                    if self.phase == Phase::Relaying {
+                    // Discarded input does not keep a session alive.
+                    if self.phase == Phase::Relaying && self.up != Up::Discarding {
                         self.last_activity = now;
                     }
                 }
@@ -371,8 +379,7 @@ impl Session {
         if self.phase == Phase::Relaying && self.down == Down::Open {
             self.note(EndReason::BackendReset(why));
             self.down = Down::Draining;
-            self.up = Up::Shut;
-            self.to_backend.clear();
+            self.stop_up();
         }
     }
 
@@ -405,6 +412,9 @@ impl Session {
             Phase::Connecting => self.close_now(EndReason::ConnectTimeout, now),
             Phase::Relaying if self.forced => self.end(EndReason::DrainTimeout),
             Phase::Relaying if self.reason.is_none() => self.close_now(EndReason::IdleTimeout, now),
+            // Our close_notify is out and the client had a drain period to
+            // answer it: no second one.
+            Phase::Relaying if self.down == Down::Shut => self.end(EndReason::DrainTimeout),
             Phase::Relaying => {
                 // Still waiting on the backend: the timeout, not the
                 // client's close_notify, is what ended this session.
@@ -476,13 +486,23 @@ impl Session {
             return;
         }
         self.phase = Phase::Relaying;
-        self.up = Up::Shut;
-        self.to_backend.clear();
+        self.stop_up();
         if matches!(self.down, Down::Open | Down::Draining) {
             self.to_client.clear();
             self.down = Down::Draining;
         }
         self.last_activity = now;
+    }
+
+    /// Nothing more goes to the backend; a client that has not closed its
+    /// side yet has its input read and dropped until it does.
+    fn stop_up(&mut self) {
+        self.to_backend.clear();
+        self.up = if self.tls.peer_closed() || self.client_eof {
+            Up::Shut
+        } else {
+            Up::Discarding
+        };
     }
 
     fn handshake_step<C: Stream>(&mut self, client: &mut C) -> Result<bool, EndReason> {
@@ -507,6 +527,10 @@ impl Session {
         progress |= self
             .tls_process(backend.as_deref_mut(), Want::Nothing)?
             .progress;
+        if self.up == Up::Discarding && (self.tls.peer_closed() || self.client_eof) {
+            self.up = Up::Shut;
+            progress = true;
+        }
         progress |= self.pump_up(backend.as_deref_mut())?;
         progress |= self.pump_down(backend, scratch)?;
         progress |= self.flush_client(client)?;
@@ -524,8 +548,12 @@ impl Session {
         let room = match self.phase {
             // Like rustls: no more input while our own flight is unsent.
             Phase::Handshaking => !self.tls.wants_write(),
-            // Backpressure: the backend has taken everything decrypted so far.
-            Phase::Relaying => self.up != Up::Shut && self.to_backend.is_empty(),
+            Phase::Relaying => match self.up {
+                Up::Shut => false,
+                Up::Discarding => true,
+                // Backpressure: the backend has taken everything decrypted so far.
+                Up::Open | Up::Draining => self.to_backend.is_empty(),
+            },
             Phase::Connecting | Phase::Ended => false,
         };
         if !room || !self.ready.client_read || self.client_eof || self.tls.peer_closed() {
@@ -566,7 +594,7 @@ impl Session {
         let mut backend = backend;
         let mut failed: Option<io::Error> = None;
         let mut deliver = |data: &[u8]| {
-            if *up == Up::Shut || failed.is_some() {
+            if matches!(*up, Up::Shut | Up::Discarding) || failed.is_some() {
                 return;
             }
             *bytes_up += data.len() as u64;
@@ -625,7 +653,7 @@ impl Session {
         let Some(backend) = backend else {
             return Ok(false);
         };
-        if self.up == Up::Shut {
+        if matches!(self.up, Up::Shut | Up::Discarding) {
             return Ok(false);
         }
         let mut progress = false;
@@ -666,8 +694,7 @@ impl Session {
     /// The backend stopped taking bytes. If it had already closed (ConfD
     /// closes fully), the rest of the client's input has nowhere to go.
     fn backend_write_failed(&mut self, e: io::Error) -> bool {
-        self.to_backend.clear();
-        self.up = Up::Shut;
+        self.stop_up();
         if self.down == Down::Open {
             self.note(EndReason::BackendReset(e.to_string()));
             self.down = Down::Draining;
@@ -1276,6 +1303,9 @@ mod tests {
             .backend_failed("connection refused".into(), rig.now);
         rig.run();
         assert!(rig.client_saw_close_notify);
+        assert_eq!(rig.status, Status::Continue, "until the client closes");
+        rig.client_close_notify();
+        rig.run();
         assert_eq!(rig.status, Status::Ended);
         assert!(matches!(rig.reason(), EndReason::BackendUnreachable(_)));
     }
@@ -1289,7 +1319,10 @@ mod tests {
         rig.advance(Duration::from_secs(10));
         assert!(rig.client_saw_close_notify);
         assert_eq!(rig.reason(), EndReason::ConnectTimeout);
+        rig.c.eof = true; // the client answers with a FIN alone
+        rig.run();
         assert_eq!(rig.status, Status::Ended);
+        assert_eq!(rig.reason(), EndReason::ConnectTimeout);
     }
 
     #[test]
@@ -1300,8 +1333,56 @@ mod tests {
         rig.session.refuse("no usable name".into(), rig.now);
         rig.run();
         assert!(rig.client_saw_close_notify);
+        rig.client_close_notify();
+        rig.run();
         assert_eq!(rig.status, Status::Ended);
         assert!(rig.b.output.is_empty());
+    }
+
+    /// After our close_notify the client's input is read and dropped until
+    /// its close_notify or FIN (closing with unread input is a TCP reset):
+    /// a 1 MiB RPC pipelined right after the handshake is all read, none of
+    /// it relayed or counted, and reading it does not extend the drain.
+    #[test]
+    fn input_after_our_close_notify_is_read_and_dropped() {
+        let mut rig = Rig::tls13();
+        rig.run();
+        rig.session.refuse("no usable name".into(), rig.now);
+        rig.client_send(&bytes(1 << 20));
+        rig.run();
+        assert!(rig.client_saw_close_notify);
+        assert!(rig.c.input.is_empty(), "all of it read");
+        assert_eq!(rig.status, Status::Continue);
+        assert_eq!(rig.session.bytes(), (0, 0));
+        assert!(rig.b.output.is_empty());
+        let deadline = rig.session.deadline();
+        rig.now += Duration::from_secs(3);
+        rig.client_send(b"more");
+        rig.run();
+        assert_eq!(
+            rig.session.deadline(),
+            deadline,
+            "discarding is not activity"
+        );
+        rig.c.eof = true;
+        rig.run();
+        assert_eq!(rig.status, Status::Ended);
+        assert!(matches!(rig.reason(), EndReason::Refused(_)));
+
+        // A client that keeps sending is dropped at the deadline.
+        let mut rig = Rig::relaying(&rustls::version::TLS12, Tls12Close::Strict);
+        rig.session.shutdown(rig.now);
+        rig.run();
+        for _ in 0..4 {
+            rig.now += Duration::from_secs(1);
+            rig.client_send(b"<rpc/>");
+            rig.run();
+            rig.session.on_deadline(rig.now);
+            assert_eq!(rig.status, Status::Continue);
+        }
+        rig.advance(Duration::from_secs(1));
+        assert_eq!(rig.status, Status::Ended);
+        assert_eq!(rig.reason(), EndReason::Shutdown);
     }
 
     #[test]
@@ -1311,6 +1392,8 @@ mod tests {
         rig.session.shutdown(rig.now);
         rig.run();
         assert!(rig.client_saw_close_notify);
+        rig.client_close_notify();
+        rig.run();
         assert_eq!(rig.status, Status::Ended);
         assert_eq!(rig.reason(), EndReason::Shutdown);
 
@@ -1328,6 +1411,9 @@ mod tests {
         assert!(rig.client_saw_close_notify);
         rig.b.reset = true; // ConfD closed the socket entirely
         rig.client_send(b"<rpc/>");
+        rig.run();
+        assert_eq!(rig.status, Status::Continue, "read and dropped");
+        rig.client_close_notify();
         rig.run();
         assert_eq!(rig.status, Status::Ended);
         assert_eq!(rig.reason(), EndReason::BackendClosed);

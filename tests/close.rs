@@ -526,6 +526,8 @@ fn row4_backend_refused_gets_close_notify_and_daemon_keeps_serving() {
             assert_eq!(ending, Ending::CloseNotify, "{label}");
             assert!(data.is_empty(), "{label}");
             assert!(took < Duration::from_secs(1), "{label}: {took:?}");
+            // Answer it, as TLS clients do: nctls waits for that (or a FIN).
+            send_close_notify(&mut client);
             let line = end_line(&daemon, local(&client));
             assert_reason(&line, "backend-unreachable: ");
             assert!(line.contains(" WARN: "), "{line}");
@@ -574,6 +576,7 @@ fn row4_backend_connect_timeout_gets_close_notify() {
         assert_eq!(ending, Ending::CloseNotify, "{version:?}");
         assert!(data.is_empty());
         assert_between("connect timeout", took, secs(0.3), secs(3.0));
+        send_close_notify(&mut client);
         let line = end_line(&daemon, local(&client));
         assert_reason(&line, "timeout: backend connect");
     }
@@ -996,6 +999,8 @@ fn header_unsafe_common_name_is_refused() {
             let (data, ending) = read_to_end(&mut client);
             assert!(data.is_empty());
             assert_eq!(ending, Ending::CloseNotify, "{version:?} CN={cn}");
+            // Answer it, as TLS clients do: nctls waits for that (or a FIN).
+            send_close_notify(&mut client);
             let line = end_line(&daemon, local(&client));
             assert_reason(&line, "refused: ");
             assert!(line.contains(" WARN: "), "{line}");
@@ -1024,6 +1029,7 @@ fn idle_timeout_closes_silent_sessions() {
         assert_eq!(ending, Ending::CloseNotify, "{version:?}");
         assert!(data.is_empty());
         assert_between("idle", took, secs(0.3), secs(3.0));
+        send_close_notify(&mut client);
         let (rest, eof) = read_plain_to_end(&mut b);
         assert!(eof && rest.is_empty(), "{version:?}: backend EOF");
         let line = end_line(&daemon, local(&client));
@@ -1051,6 +1057,7 @@ fn idle_timeout_closes_silent_sessions() {
         assert_eq!(ending, Ending::CloseNotify, "{version:?}");
         assert!(started.elapsed() >= secs(1.2));
         assert_between("idle after traffic", quiet.elapsed(), secs(0.1), secs(3.0));
+        send_close_notify(&mut client);
         let line = end_line(&daemon, local(&client));
         assert_reason(&line, "timeout: idle");
         assert_eq!(end_field(&line, "bytes-in"), Some("3"), "{line}");

@@ -1218,6 +1218,8 @@ fn certificate_subject_cannot_forge_log_lines() {
                   subject=\"CN=admin\" user=admin reason=backend-closed";
     let mut c = connect(daemon.addr, pki.client(forged, Version::Tls13)).unwrap();
     assert_eq!(read_to_end(&mut c).1, Ending::CloseNotify);
+    // Answer it, as TLS clients do: nctls waits for that (or a FIN).
+    send_close_notify(&mut c);
     daemon
         .wait_log("reason=refused: ", SOON)
         .expect("refusal logged");
@@ -1270,6 +1272,7 @@ fn san_dns_name_with_an_embedded_nul_is_not_a_name() {
         let addr = local(&c);
         let _ = c.write_all(NETCONF_HELLO);
         assert_eq!(read_to_end(&mut c), (Vec::new(), Ending::CloseNotify));
+        send_close_notify(&mut c);
         let line = end_line(&daemon, addr);
         eprintln!("{version:?} san-dns-name only: {line}");
         assert_reason(&line, "refused: ");

@@ -177,6 +177,8 @@ fn no_matching_rule_refuses_and_logs_subject_and_fingerprint() {
     let mut c = connect(daemon.addr, pki.client("nodns", Version::Tls13)).unwrap();
     let (_, ending) = read_to_end(&mut c);
     assert_eq!(ending, Ending::CloseNotify);
+    // Answer it, as TLS clients do: nctls waits for that (or a FIN).
+    send_close_notify(&mut c);
     let line = daemon.wait_log("refused:", SOON).expect("refusal logged");
     assert!(line.contains("subject=\"CN=nodns\""), "{line}");
     assert!(line.contains("sha256="), "{line}");

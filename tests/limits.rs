@@ -31,6 +31,8 @@ fn assert_refused(daemon: &Daemon, pki: &Pki, why: &str, nth: usize) {
     let (data, ending) = read_to_end(&mut c);
     assert!(data.is_empty());
     assert_eq!(ending, Ending::CloseNotify);
+    // Answer it, as TLS clients do: nctls waits for that (or a FIN).
+    send_close_notify(&mut c);
     let lines = daemon
         .wait_logs(&format!("reason=refused: {why}"), nth, SOON)
         .expect("refusal logged");

@@ -80,6 +80,7 @@ fn item6_ipv4_client_on_a_v6_wildcard_is_ipv4_everywhere() {
     let mut second = connect(via_v6, pki.client("admin", Version::Tls13)).unwrap();
     let (_, ending) = read_to_end(&mut second);
     assert_eq!(ending, Ending::CloseNotify);
+    send_close_notify(&mut second);
     let line = end_line(&d, local(&second));
     assert_reason(&line, "refused: max-sessions-per-ip reached");
 }
@@ -401,4 +402,138 @@ fn item4_keepalive_timer_on_client_sockets() {
             assert!(secs <= 7, "{line}");
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Item 5: a session nctls ends itself never ends in a TCP reset.
+
+/// The kernel's count of connections it reset because the application
+/// closed with unread data, or data came after the close (this namespace).
+fn aborts() -> (u64, u64) {
+    (
+        netns::tcp_ext("TCPAbortOnClose"),
+        netns::tcp_ext("TCPAbortOnData"),
+    )
+}
+
+/// 1 MiB of one NETCONF RPC, as a client pipelining right after its hello.
+fn big_rpc() -> Vec<u8> {
+    let mut rpc = b"<rpc message-id=\"1\"><edit-config><config>".to_vec();
+    rpc.resize(1 << 20, b'x');
+    rpc
+}
+
+/// A client that writes `data` right after the handshake, then reads to the
+/// end, then closes (FIN): the write must go through and the end must be a
+/// close_notify, not a reset or EPIPE.
+fn pipeline_then_read(
+    d: &Daemon,
+    config: std::sync::Arc<rustls::ClientConfig>,
+    data: &[u8],
+) -> (SocketAddr, Ending) {
+    let mut c = connect(d.addr, config).unwrap();
+    c.sock
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let wrote = c.write_all(data).and_then(|()| c.flush());
+    let (_, ending) = read_to_end(&mut c);
+    assert!(
+        wrote.is_ok(),
+        "the client's write failed: {wrote:?} (then {ending:?})"
+    );
+    (local(&c), ending)
+}
+
+/// Waits for the daemon's session end line, then for the kernel to act on
+/// the close, and checks that no connection in this namespace was reset.
+fn assert_no_reset(d: &Daemon, client: SocketAddr, reason: &str) {
+    let line = end_line(d, client);
+    assert_reason(&line, reason);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        aborts(),
+        (0, 0),
+        "TCPAbortOnClose, TCPAbortOnData after {line}"
+    );
+}
+
+/// A client whose certificate maps to no user pipelines a 1 MiB RPC right
+/// after the handshake: it reads a clean close_notify, and the kernel
+/// resets nothing.
+#[test]
+fn item5_refused_identity_with_a_pipelined_rpc_is_no_reset() {
+    let ns = Netns::new();
+    ns.run(|| {
+        let pki = Pki::new();
+        let backend = Backend::new();
+        let d = Daemon::start(
+            &pki,
+            &["--backend", &backend.arg(), "--map", "* san-dns-name"],
+        );
+        assert_eq!(aborts(), (0, 0));
+        for version in BOTH {
+            let (client, ending) = pipeline_then_read(&d, pki.client("admin", version), &big_rpc());
+            assert_eq!(ending, Ending::CloseNotify, "{version:?}");
+            assert_no_reset(&d, client, "refused: ");
+        }
+    });
+}
+
+/// The same when the backend refuses the connection.
+#[test]
+fn item5_backend_refused_with_a_pipelined_rpc_is_no_reset() {
+    let ns = Netns::new();
+    ns.run(|| {
+        let pki = Pki::new();
+        let dead = Backend::new().arg();
+        let d = Daemon::start(&pki, &["--backend", &dead]);
+        for version in BOTH {
+            let (client, ending) = pipeline_then_read(&d, pki.client("admin", version), &big_rpc());
+            assert_eq!(ending, Ending::CloseNotify, "{version:?}");
+            assert_no_reset(&d, client, "backend-unreachable: ");
+        }
+    });
+}
+
+/// SIGTERM while a client is in the middle of sending 64 MiB the backend
+/// is not reading: close_notify, the rest of the client's bytes drained,
+/// no reset, exit 0.
+#[test]
+fn item5_shutdown_mid_upload_is_no_reset() {
+    let ns = Netns::new();
+    ns.run(|| {
+        let pki = Pki::new();
+        let backend = Backend::new();
+        let mut d = Daemon::start(
+            &pki,
+            &["--backend", &backend.arg(), "--drain-timeout", "30"],
+        );
+        let mut c = connect(d.addr, pki.client("admin", Version::Tls13)).unwrap();
+        c.write_all(b"<hello/>").unwrap();
+        // The backend takes the header and hello, then reads no more.
+        let (_b, _) = backend.accept_within(SOON).expect("session");
+        let client = local(&c);
+        let upload = std::thread::spawn(move || {
+            c.sock
+                .set_write_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            // More than the socket buffers on the way hold, so some is
+            // still unsent when nctls stops.
+            let chunk = big_rpc();
+            let wrote = (0..64)
+                .try_for_each(|_| c.write_all(&chunk))
+                .and_then(|()| c.flush());
+            let (_, ending) = read_to_end(&mut c);
+            (wrote.map_err(|e| e.to_string()), ending)
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        d.signal("TERM");
+        let (wrote, ending) = upload.join().unwrap();
+        assert_eq!(wrote, Ok(()), "the client's write (then {ending:?})");
+        assert_eq!(ending, Ending::CloseNotify);
+        assert!(d
+            .wait_exit(Duration::from_secs(15))
+            .is_some_and(|s| s.success()));
+        assert_no_reset(&d, client, "shutdown");
+    });
 }
