@@ -41,6 +41,9 @@ pub struct Config {
     /// Largest plaintext per TLS record sent to clients.
     pub max_record: usize,
     pub log_level: LevelFilter,
+    /// Warn this many days before the server certificate, a CA or a CRL
+    /// expires (at start, on reload and daily); 0: never.
+    pub expiry_warning_days: u32,
 }
 
 /// A file named by an option, and where it was named, so that every error
@@ -132,6 +135,7 @@ const OPTIONS: &[OptionSpec] = &[
     OptionSpec { name: "max-sessions-per-ip", arg: "N", help: "sessions at once from one client address, 0 = no limit [0]" },
     OptionSpec { name: "max-record", arg: "BYTES", help: "largest plaintext per TLS record to clients (ncclient needs <= 4096) [4096]" },
     OptionSpec { name: "log-level", arg: "LEVEL", help: "off, error, warn, info, debug or trace; RUST_LOG overrides [info]" },
+    OptionSpec { name: "expiry-warning", arg: "DAYS", help: "warn at start, on reload and daily when the server certificate, a CA or a CRL expires within DAYS, 0 = never [30]" },
 ];
 
 /// The `--help` text, generated from the option table.
@@ -380,6 +384,7 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
     let mut max_sessions_per_ip = 0;
     let mut max_record = 4096;
     let mut log_level = LevelFilter::Info;
+    let mut expiry_warning_days = 30;
 
     for s in settings {
         let v = s.value.as_str();
@@ -440,6 +445,7 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
                     ))
                 })?
             }
+            "expiry-warning" => expiry_warning_days = number(s, 0, 3650)? as u32,
             other => return Err(unknown(other)),
         }
     }
@@ -481,6 +487,7 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
         max_sessions_per_ip,
         max_record,
         log_level,
+        expiry_warning_days,
     })
 }
 
@@ -569,7 +576,8 @@ impl fmt::Display for Config {
             "max-sessions  {} (per address: {})",
             self.max_sessions, self.max_sessions_per_ip
         )?;
-        write!(f, "max-record    {}", self.max_record)
+        writeln!(f, "max-record    {}", self.max_record)?;
+        write!(f, "expiry-warning {}", self.expiry_warning_days)
     }
 }
 
@@ -607,6 +615,13 @@ mod tests {
         assert_eq!(c.min_tls, MinTls::V12);
         assert_eq!(c.limits.tls12_close, Tls12Close::Strict);
         assert_eq!(c.max_record, 4096);
+        assert_eq!(c.expiry_warning_days, 30);
+        assert_eq!(
+            run(&["--expiry-warning", "0"]).unwrap().expiry_warning_days,
+            0
+        );
+        let err = run(&["--expiry-warning", "-1"]).unwrap_err().0;
+        assert!(err.starts_with("--expiry-warning: \"-1\""), "{err}");
     }
 
     #[test]

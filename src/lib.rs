@@ -8,11 +8,14 @@
 mod admission;
 pub mod backend;
 pub mod config;
+mod crl;
 mod der;
 pub mod ffi;
 pub mod header;
 pub mod hooks;
 pub mod identity;
+pub mod inventory;
+mod pem;
 mod pending;
 pub mod server;
 pub mod session;

@@ -32,6 +32,7 @@ use crate::header;
 // The server's messages go to an embedder's sink when one is set (see hooks).
 use crate::hooks::{debug, info, log, warn, Hooks, IdentityRequest, SessionEnd};
 use crate::identity::Peer;
+use crate::inventory::{self, Severity};
 use crate::session::{EndReason, Session, Side, Status, Stream};
 use crate::sys::{self, Signals};
 use crate::tls::Loaded;
@@ -50,6 +51,9 @@ const LISTEN_BACKLOG: i32 = 4096;
 
 /// How long accepting pauses after running out of descriptors.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// How often certificate and CRL expiry is checked while running.
+const EXPIRY_CHECK: Duration = Duration::from_secs(24 * 3600);
 
 impl Stream for TcpStream {
     fn shutdown_write(&mut self) -> io::Result<()> {
@@ -125,6 +129,10 @@ pub struct Server {
     accept_limited: bool,
     stop_deadline: Option<Instant>,
     hooks: Hooks,
+    /// The next daily look at certificate and CRL expiry.
+    expiry_check_at: Option<Instant>,
+    /// Connections closed before sending a byte (health checks).
+    silent_closes: u64,
 }
 
 impl Server {
@@ -163,6 +171,8 @@ impl Server {
             accept_limited: false,
             stop_deadline: None,
             hooks: Hooks::default(),
+            expiry_check_at: None,
+            silent_closes: 0,
         })
     }
 
@@ -198,6 +208,7 @@ impl Server {
             self.local_addrs(),
             self.config.backend
         );
+        self.check_files(true, Instant::now());
         loop {
             let now = Instant::now();
             if let Some(deadline) = self.stop_deadline {
@@ -228,6 +239,9 @@ impl Server {
                 }
             }
             self.expire_timers(now);
+            if self.expiry_check_at.is_some_and(|t| t <= now) {
+                self.check_files(false, now);
+            }
             self.free.append(&mut self.released);
             if self.accept_paused && self.accept_retry_at.is_none_or(|t| t <= now) {
                 self.accept_paused = false;
@@ -241,9 +255,13 @@ impl Server {
 
     fn timeout(&self, now: Instant) -> Option<Duration> {
         let mut next = self.timers.first().map(|&(t, _)| t);
-        for t in [self.accept_retry_at, self.stop_deadline]
-            .into_iter()
-            .flatten()
+        for t in [
+            self.accept_retry_at,
+            self.stop_deadline,
+            self.expiry_check_at,
+        ]
+        .into_iter()
+        .flatten()
         {
             next = Some(next.map_or(t, |n| n.min(t)));
         }
@@ -286,9 +304,32 @@ impl Server {
                 self.admission
                     .set_limits(self.config.max_sessions, self.config.max_sessions_per_ip);
                 info!("reload: done; new sessions use the new configuration");
+                self.check_files(true, Instant::now());
             }
             Err(e) => warn!("reload failed, keeping the current configuration: {e}"),
         }
+    }
+
+    /// Logs what is wrong with the loaded certificates and CRLs or expires
+    /// soon (an expired server certificate or CRL at error level: clients
+    /// will fail, but the server keeps running), and schedules the next
+    /// daily look. `loading`: also the warnings found while loading.
+    fn check_files(&mut self, loading: bool, now: Instant) {
+        let inventory = self.tls.inventory.clone();
+        if loading {
+            for warning in inventory.load_warnings() {
+                warn!("{warning}");
+            }
+        }
+        let days = self.config.expiry_warning_days;
+        for finding in inventory.expiry(inventory::unix_now(), days) {
+            let level = match finding.severity {
+                Severity::Error => Level::Error,
+                Severity::Warning => Level::Warn,
+            };
+            log!(level, "{}", finding.text);
+        }
+        self.expiry_check_at = Some(now + EXPIRY_CHECK);
     }
 
     /// Identity and session-end hooks for an embedder (the C library).
@@ -311,6 +352,10 @@ impl Server {
         }
         // Only now: once this line is out, new connections are refused.
         info!("stopping: ending {} session(s)", self.live);
+        info!(
+            "connections closed before sending a byte (health checks): {}",
+            self.silent_closes
+        );
         self.accept_paused = false;
         self.accept_retry_at = None;
         self.stop_deadline = Some(now + self.config.limits.drain_timeout + Duration::from_secs(1));
@@ -574,7 +619,14 @@ impl Server {
             );
         }
         let (up, down) = conn.session.bytes();
+        if conn.peer.is_none() {
+            // A refused handshake: the certificate the client presented.
+            conn.peer = conn.session.client_certificate().map(|c| Peer::of(c));
+        }
+        let silent = conn.session.closed_silently();
+        self.silent_closes += u64::from(silent);
         let level = match &reason {
+            _ if silent => Level::Debug,
             Some(r) if !r.is_error() => Level::Info,
             _ => Level::Warn,
         };
