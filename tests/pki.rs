@@ -217,12 +217,6 @@ fn a_byte_order_mark_does_not_drop_the_first_ca() {
     bytes.extend(pki.ca.pem().as_bytes());
     let cas = pki.file("bom-ca.pem");
     std::fs::write(&cas, bytes).unwrap();
-    let out = check(&pki, &["--ca", &cas]);
-    assert!(out.status.success(), "{out:?}");
-    assert!(
-        text(&out.stdout).contains("# loaded: CA certificates: 2"),
-        "{out:?}"
-    );
     let daemon = Daemon::start(&pki, &["--backend", backend_arg.as_str(), "--ca", &cas]);
     let client = ca1.client("from-ca1");
     let (mut c, result) = try_connect(daemon.addr, client_config(&pki.ca, &client, Version::Tls13));
@@ -230,6 +224,12 @@ fn a_byte_order_mark_does_not_drop_the_first_ca() {
     c.write_all(b"x").unwrap();
     let (_b, header) = backend.accept_within(SOON).expect("CA1's client served");
     assert!(header.starts_with("[from-ca1;"), "{header}");
+    let out = check(&pki, &["--ca", &cas]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text(&out.stdout).contains("# loaded: CA certificates: 2"),
+        "{out:?}"
+    );
 }
 
 #[test]
