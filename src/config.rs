@@ -45,6 +45,9 @@ pub struct Config {
     /// `sys::set_keepalive` for the probes.
     pub tcp_keepalive: Option<Duration>,
     pub log_level: LevelFilter,
+    /// Warn this many days before the server certificate, a CA or a CRL
+    /// expires (at start, on reload and daily); 0: never.
+    pub expiry_warning_days: u32,
 }
 
 /// A file named by an option, and where it was named, so that every error
@@ -137,6 +140,7 @@ const OPTIONS: &[OptionSpec] = &[
     OptionSpec { name: "max-record", arg: "BYTES", help: "largest plaintext per TLS record to clients (ncclient needs <= 4096) [4096]" },
     OptionSpec { name: "tcp-keepalive", arg: "SECS", help: "TCP keepalive on client sockets: first probe after SECS idle, then 5 probes SECS/10 apart (1-75 s), 0 = off [300]" },
     OptionSpec { name: "log-level", arg: "LEVEL", help: "off, error, warn, info, debug or trace; RUST_LOG overrides [info]" },
+    OptionSpec { name: "expiry-warning", arg: "DAYS", help: "warn at start, on reload and daily when the server certificate, a CA or a CRL expires within DAYS, 0 = never [30]" },
 ];
 
 /// The `--help` text, generated from the option table.
@@ -387,6 +391,7 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
     let mut max_record = 4096;
     let mut tcp_keepalive = Some(Duration::from_secs(300));
     let mut log_level = LevelFilter::Info;
+    let mut expiry_warning_days = 30;
 
     for s in settings {
         let v = s.value.as_str();
@@ -453,6 +458,7 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
                     ))
                 })?
             }
+            "expiry-warning" => expiry_warning_days = number(s, 0, 3650)? as u32,
             other => return Err(unknown(other)),
         }
     }
@@ -495,6 +501,7 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
         max_record,
         tcp_keepalive,
         log_level,
+        expiry_warning_days,
     })
 }
 
@@ -591,9 +598,10 @@ impl fmt::Display for Config {
         )?;
         writeln!(f, "max-record    {}", self.max_record)?;
         match self.tcp_keepalive {
-            Some(t) => write!(f, "tcp-keepalive {}", t.as_secs()),
-            None => write!(f, "tcp-keepalive 0"),
+            Some(t) => writeln!(f, "tcp-keepalive {}", t.as_secs())?,
+            None => writeln!(f, "tcp-keepalive 0")?,
         }
+        write!(f, "expiry-warning {}", self.expiry_warning_days)
     }
 }
 
@@ -636,6 +644,13 @@ mod tests {
             err.starts_with("--tcp-keepalive: \"1.5\": expected a whole number"),
             "{err}"
         );
+        assert_eq!(c.expiry_warning_days, 30);
+        assert_eq!(
+            run(&["--expiry-warning", "0"]).unwrap().expiry_warning_days,
+            0
+        );
+        let err = run(&["--expiry-warning", "-1"]).unwrap_err().0;
+        assert!(err.starts_with("--expiry-warning: \"-1\""), "{err}");
     }
 
     #[test]

@@ -1,15 +1,19 @@
-//! Just enough DER to read a certificate's subject and subjectAltNames.
+//! Just enough DER to read the certificate and CRL fields nctls needs.
 //!
 //! rustls verifies certificates but does not expose their fields; a full
 //! X.509 crate would be the biggest dependency of the project for the few
-//! values RFC 7407's cert-to-name needs (CommonName, rfc822/DNS/IP SANs)
-//! and the subject for logs.
+//! values needed: RFC 7407's cert-to-name (CommonName, rfc822/DNS/IP SANs),
+//! subjects for logs, validity and public keys (expiry checks, anchor
+//! choice, key/certificate pairing), and a CRL's issuer, dates and number
+//! (choosing the current CRL, RFC 5280 §5).
 //! Everything here is bounds-checked and returns `None` on malformed input.
 
 /// One TLV: its tag and contents.
 struct Tlv<'a> {
     tag: u8,
     body: &'a [u8],
+    /// Tag, length and contents: the whole encoding.
+    raw: &'a [u8],
 }
 
 /// Reads one TLV from the front of `input`; returns it and the rest.
@@ -31,10 +35,12 @@ fn next(input: &[u8]) -> Option<(Tlv<'_>, &[u8])> {
     if rest.len() < len {
         return None;
     }
+    let header = input.len() - rest.len();
     Some((
         Tlv {
             tag,
             body: &rest[..len],
+            raw: &input[..header + len],
         },
         &rest[len..],
     ))
@@ -60,7 +66,10 @@ fn children(mut body: &[u8]) -> impl Iterator<Item = Option<Tlv<'_>>> + '_ {
 }
 
 const BOOLEAN: u8 = 0x01;
+const INTEGER: u8 = 0x02;
 const OCTET_STRING: u8 = 0x04;
+const UTC_TIME: u8 = 0x17;
+const GENERALIZED_TIME: u8 = 0x18;
 const SEQUENCE: u8 = 0x30;
 const SET: u8 = 0x31;
 const OID: u8 = 0x06;
@@ -87,6 +96,7 @@ fn tbs_fields(cert: &[u8]) -> Option<Vec<Tlv<'_>>> {
             Tlv {
                 tag: VERSION,
                 body: &[],
+                raw: &[],
             },
         );
     }
@@ -95,14 +105,137 @@ fn tbs_fields(cert: &[u8]) -> Option<Vec<Tlv<'_>>> {
 
 // Indexes into `tbs_fields`: version, serial, signature, issuer, validity,
 // subject, subjectPublicKeyInfo, then optional unique ids and extensions.
+const VALIDITY: usize = 4;
 const SUBJECT: usize = 5;
+const PUBLIC_KEY: usize = 6;
 const EXTENSIONS: u8 = 0xa3;
 
 /// The subject's attributes in certificate order, or `None` if the
 /// certificate cannot be parsed.
 pub fn subject(cert: &[u8]) -> Option<Vec<Attribute>> {
     let fields = tbs_fields(cert)?;
-    let name = fields.get(SUBJECT).filter(|n| n.tag == SEQUENCE)?;
+    name_attributes(fields.get(SUBJECT)?)
+}
+
+/// A certificate's validity period, in seconds since the Unix epoch (UTC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Validity {
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+impl Validity {
+    /// Whether `now` (seconds since the epoch) is inside the period.
+    pub fn contains(&self, now: i64) -> bool {
+        (self.not_before..=self.not_after).contains(&now)
+    }
+}
+
+/// The certificate's notBefore and notAfter.
+pub fn validity(cert: &[u8]) -> Option<Validity> {
+    let fields = tbs_fields(cert)?;
+    let validity = fields.get(VALIDITY).filter(|v| v.tag == SEQUENCE)?;
+    let (not_before, rest) = next(validity.body)?;
+    let (not_after, _) = next(rest)?;
+    Some(Validity {
+        not_before: time(&not_before)?,
+        not_after: time(&not_after)?,
+    })
+}
+
+/// The certificate's SubjectPublicKeyInfo, whole (as a key's public half is
+/// encoded), to pair certificates with private keys.
+pub fn public_key_info(cert: &[u8]) -> Option<&[u8]> {
+    let fields = tbs_fields(cert)?;
+    let spki = fields.get(PUBLIC_KEY).filter(|k| k.tag == SEQUENCE)?;
+    Some(spki.raw)
+}
+
+/// The fields of a CRL (RFC 5280 §5.1) that decide which CRL is current.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CrlFields {
+    /// The issuer Name, whole (compared byte for byte, as webpki does).
+    pub issuer: Vec<u8>,
+    /// The issuer as text, for messages.
+    pub issuer_text: String,
+    /// Seconds since the epoch.
+    pub this_update: i64,
+    pub next_update: Option<i64>,
+    /// The cRLNumber extension's integer, big-endian without leading zeros.
+    pub number: Option<Vec<u8>>,
+    /// The issuingDistributionPoint extension, whole: CRLs with different
+    /// ones cover different certificates (RFC 5280 §5.2.5).
+    pub scope: Option<Vec<u8>>,
+}
+
+/// Reads a CRL's issuer, dates, number and scope.
+pub fn crl_fields(crl: &[u8]) -> Option<CrlFields> {
+    let (list, _) = next(crl).filter(|(t, _)| t.tag == SEQUENCE)?;
+    let (tbs, _) = next(list.body).filter(|(t, _)| t.tag == SEQUENCE)?;
+    let mut fields = children(tbs.body).collect::<Option<Vec<_>>>()?.into_iter();
+    // An optional version (v2), then the signature algorithm.
+    if fields.next()?.tag == INTEGER {
+        fields.next()?;
+    }
+    let issuer = fields.next().filter(|i| i.tag == SEQUENCE)?;
+    let this_update = time(&fields.next()?)?;
+    let mut next_update = None;
+    let mut number = None;
+    let mut scope = None;
+    for field in fields {
+        match field.tag {
+            UTC_TIME | GENERALIZED_TIME => next_update = Some(time(&field)?),
+            0xa0 => {
+                for (oid, value) in extensions(&field)? {
+                    match oid {
+                        [0x55, 0x1d, 0x14] => {
+                            let (n, _) = next(value).filter(|(n, _)| n.tag == INTEGER)?;
+                            let start = n.body.iter().position(|&b| b != 0).unwrap_or(n.body.len());
+                            number = Some(n.body[start..].to_vec());
+                        }
+                        [0x55, 0x1d, 0x1c] => scope = Some(value.to_vec()),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(CrlFields {
+        issuer: issuer.raw.to_vec(),
+        issuer_text: attributes_text(&name_attributes(&issuer)?),
+        this_update,
+        next_update,
+        number,
+        scope,
+    })
+}
+
+/// The (OID, value) pairs of an extensions wrapper (`[0]` or `[3]`
+/// holding a SEQUENCE of Extension); the value is the OCTET STRING's contents.
+fn extensions<'a>(wrapper: &Tlv<'a>) -> Option<Vec<(&'a [u8], &'a [u8])>> {
+    let (list, _) = next(wrapper.body).filter(|(l, _)| l.tag == SEQUENCE)?;
+    let mut out = Vec::new();
+    for ext in children(list.body) {
+        let ext = ext.filter(|e| e.tag == SEQUENCE)?;
+        let (oid, rest) = next(ext.body).filter(|(o, _)| o.tag == OID)?;
+        let (mut value, after) = next(rest)?;
+        if value.tag == BOOLEAN {
+            value = next(after)?.0;
+        }
+        if value.tag != OCTET_STRING {
+            return None;
+        }
+        out.push((oid.body, value.body));
+    }
+    Some(out)
+}
+
+/// A Name's attributes in order.
+fn name_attributes(name: &Tlv<'_>) -> Option<Vec<Attribute>> {
+    if name.tag != SEQUENCE {
+        return None;
+    }
     let mut attributes = Vec::new();
     for rdn in children(name.body) {
         let rdn = rdn.filter(|r| r.tag == SET)?;
@@ -141,23 +274,12 @@ pub fn alt_names(cert: &[u8]) -> Option<Vec<AltName>> {
     else {
         return Some(Vec::new());
     };
-    let (list, _) = next(extensions.body).filter(|(l, _)| l.tag == SEQUENCE)?;
     let mut names = Vec::new();
-    for ext in children(list.body) {
-        let ext = ext.filter(|e| e.tag == SEQUENCE)?;
-        let (oid, mut rest) = next(ext.body).filter(|(o, _)| o.tag == OID)?;
-        if oid.body != [0x55, 0x1d, 0x11] {
+    for (oid, value) in self::extensions(extensions)? {
+        if oid != [0x55, 0x1d, 0x11] {
             continue;
         }
-        let (mut value, after) = next(rest)?;
-        if value.tag == BOOLEAN {
-            rest = after;
-            value = next(rest)?.0;
-        }
-        if value.tag != OCTET_STRING {
-            return None;
-        }
-        let (general_names, _) = next(value.body).filter(|(g, _)| g.tag == SEQUENCE)?;
+        let (general_names, _) = next(value).filter(|(g, _)| g.tag == SEQUENCE)?;
         for name in children(general_names.body) {
             let name = name?;
             let bytes = name.body.to_vec();
@@ -186,14 +308,92 @@ pub fn common_name(cert: &[u8]) -> Option<String> {
 /// RFC 4514-style text (`CN=admin,O=Example`), for logs.
 pub fn subject_text(cert: &[u8]) -> String {
     match subject(cert) {
-        Some(attrs) => attrs
-            .iter()
-            .rev()
-            .map(|a| format!("{}={}", a.name, a.value.as_deref().unwrap_or("<binary>")))
-            .collect::<Vec<_>>()
-            .join(","),
+        Some(attrs) => attributes_text(&attrs),
         None => "<unparsable certificate>".into(),
     }
+}
+
+fn attributes_text(attrs: &[Attribute]) -> String {
+    attrs
+        .iter()
+        .rev()
+        .map(|a| format!("{}={}", a.name, a.value.as_deref().unwrap_or("<binary>")))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// An ASN.1 UTCTime or GeneralizedTime in RFC 5280's DER profile
+/// (`YYMMDDHHMMSSZ`, `YYYYMMDDHHMMSSZ`) as seconds since the epoch.
+fn time(value: &Tlv<'_>) -> Option<i64> {
+    let digits = |s: &[u8]| -> Option<i64> {
+        s.iter().try_fold(0i64, |acc, &b| {
+            b.is_ascii_digit().then(|| acc * 10 + i64::from(b - b'0'))
+        })
+    };
+    let (year, rest) = match (value.tag, value.body.len()) {
+        (UTC_TIME, 13) => {
+            let yy = digits(&value.body[..2])?;
+            // RFC 5280 §4.1.2.5.1: 50-99 are 19YY, 00-49 are 20YY.
+            (
+                if yy >= 50 { 1900 + yy } else { 2000 + yy },
+                &value.body[2..],
+            )
+        }
+        (GENERALIZED_TIME, 15) => (digits(&value.body[..4])?, &value.body[4..]),
+        _ => return None,
+    };
+    if rest[10] != b'Z' {
+        return None;
+    }
+    let [month, day, hour, minute, second] =
+        [0, 2, 4, 6, 8].map(|i| digits(&rest[i..i + 2]).unwrap_or(-1));
+    let days_in_month = match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        1..=12 => 31,
+        _ => return None,
+    };
+    if !(1..=days_in_month).contains(&day)
+        || !(0..24).contains(&hour)
+        || !(0..60).contains(&minute)
+        || !(0..60).contains(&second)
+    {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+pub(crate) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// Seconds since the epoch as `2026-11-29T23:20:14Z`, for messages.
+pub fn format_time(secs: i64) -> String {
+    let days = secs.div_euclid(86400);
+    let rem = secs.rem_euclid(86400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 fn attribute_name(oid: &[u8]) -> String {
@@ -293,6 +493,9 @@ mod tests {
             flipped[at] ^= (seed >> 3) as u8;
             let _ = subject(&flipped);
             let _ = alt_names(&flipped);
+            let _ = validity(&flipped);
+            let _ = public_key_info(&flipped);
+            let _ = crl_fields(&flipped);
             if i % 50 == 0 {
                 flipped.copy_from_slice(&der);
             }
@@ -313,6 +516,94 @@ mod tests {
             ]
         );
         assert_eq!(alt_names(ca.client("x").der()), Some(Vec::new()));
+    }
+
+    /// `YYYY-MM-DD` as seconds since the epoch, via the formatter's inverse.
+    fn day(text: &str) -> i64 {
+        let p: Vec<i64> = text.split('-').map(|n| n.parse().unwrap()).collect();
+        days_from_civil(p[0], p[1], p[2]) * 86400
+    }
+
+    #[test]
+    fn times_in_both_encodings_and_back() {
+        let utc = |s: &str| {
+            time(&Tlv {
+                tag: UTC_TIME,
+                body: s.as_bytes(),
+                raw: &[],
+            })
+        };
+        let gen = |s: &str| {
+            time(&Tlv {
+                tag: GENERALIZED_TIME,
+                body: s.as_bytes(),
+                raw: &[],
+            })
+        };
+        assert_eq!(utc("700101000000Z"), Some(0));
+        assert_eq!(
+            utc("491231235959Z").map(format_time).as_deref(),
+            Some("2049-12-31T23:59:59Z")
+        );
+        assert_eq!(
+            utc("500101000000Z").map(format_time).as_deref(),
+            Some("1950-01-01T00:00:00Z")
+        );
+        assert_eq!(
+            gen("20240229120000Z").map(format_time).as_deref(),
+            Some("2024-02-29T12:00:00Z")
+        );
+        assert_eq!(
+            gen("99991231235959Z").map(format_time).as_deref(),
+            Some("9999-12-31T23:59:59Z")
+        );
+        for bad in [
+            "20230229000000Z",
+            "20241301000000Z",
+            "20240101240000Z",
+            "2024010100000Z",
+            "20240101000000+",
+            "2024-1-01000000Z",
+        ] {
+            assert_eq!(gen(bad), None, "{bad}");
+        }
+        assert_eq!(utc("240101000000"), None);
+        assert_eq!(day("2000-03-01") - day("2000-02-28"), 2 * 86400);
+    }
+
+    #[test]
+    fn validity_and_public_key_of_generated_certs() {
+        let ca = pki::Ca::new("Test CA");
+        let old = ca.renewed((2019, 1, 1), (2020, 1, 1));
+        let v = validity(old.der()).unwrap();
+        assert_eq!(
+            (v.not_before, v.not_after),
+            (day("2019-01-01"), day("2020-01-01"))
+        );
+        assert!(v.contains(day("2019-06-01")) && !v.contains(day("2021-01-01")));
+        // Renewed with the same key: the same public key, another certificate.
+        assert_eq!(public_key_info(old.der()), public_key_info(ca.der()));
+        assert_ne!(old.der(), ca.der());
+        let leaf = ca.client("x");
+        assert_ne!(public_key_info(leaf.der()), public_key_info(ca.der()));
+        assert_eq!(public_key_info(leaf.der()).map(|k| k[0]), Some(SEQUENCE));
+    }
+
+    #[test]
+    fn crl_fields_of_a_generated_crl() {
+        let ca = pki::Ca::new("CRL CA");
+        let crl = ca.crl(258, (2024, 1, 2), (2024, 2, 3), &[&[1, 2, 3]]);
+        let f = crl_fields(&crl).unwrap();
+        assert_eq!(f.issuer_text, "CN=CRL CA");
+        assert_eq!(f.this_update, day("2024-01-02"));
+        assert_eq!(f.next_update, Some(day("2024-02-03")));
+        assert_eq!(f.number, Some(vec![1, 2]));
+        assert_eq!(f.scope, None);
+        let other = crl_fields(&ca.crl(1, (2024, 1, 2), (2024, 2, 3), &[])).unwrap();
+        assert_eq!(other.issuer, f.issuer);
+        for cut in 0..crl.len() {
+            let _ = crl_fields(&crl[..cut]);
+        }
     }
 
     #[test]

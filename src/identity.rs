@@ -18,7 +18,7 @@ use ring::digest;
 use rustls::pki_types::{CertificateDer, SignatureVerificationAlgorithm, TrustAnchor, UnixTime};
 use webpki::{EndEntityCert, KeyUsage};
 
-use crate::der::{self, AltName};
+use crate::der::{self, AltName, Validity};
 use crate::header;
 
 /// RFC 7407's fingerprint: a TLS HashAlgorithm octet, then the digest.
@@ -234,15 +234,23 @@ fn ip_name(raw: &[u8]) -> Option<String> {
     }
 }
 
+/// One `--ca` certificate as a trust anchor.
+#[derive(Clone)]
+struct Anchor {
+    anchor: TrustAnchor<'static>,
+    /// What an anchor fingerprint is computed over.
+    der: CertificateDer<'static>,
+    validity: Option<Validity>,
+}
+
 /// The identity rules plus the trust anchors needed to find a client's
 /// verified path (rustls only reports what the client sent).
 #[derive(Clone)]
 pub struct Mapper {
     rules: Vec<Rule>,
-    /// The CA certificates as trust anchors, parsed once, each with its DER
-    /// (what an anchor fingerprint is computed over). Empty unless a rule
-    /// has a fingerprint.
-    anchors: Vec<(TrustAnchor<'static>, CertificateDer<'static>)>,
+    /// The CA certificates as trust anchors, parsed once. Empty unless a
+    /// rule has a fingerprint.
+    anchors: Vec<Anchor>,
     /// The signature algorithms the handshake verified the chain with (ring).
     algorithms: &'static [&'static dyn SignatureVerificationAlgorithm],
 }
@@ -255,7 +263,12 @@ impl Mapper {
                 .into_iter()
                 .filter_map(|ca| {
                     let anchor = webpki::anchor_from_trusted_cert(&ca).ok()?.to_owned();
-                    Some((anchor, ca))
+                    let validity = der::validity(&ca);
+                    Some(Anchor {
+                        anchor,
+                        der: ca,
+                        validity,
+                    })
                 })
                 .collect(),
             false => Vec::new(),
@@ -305,7 +318,8 @@ impl Mapper {
     /// certificate on the path webpki verifies (the handshake already did).
     fn verified_path(&self, chain: &[CertificateDer<'_>]) -> Vec<Vec<u8>> {
         let mut path = vec![chain[0].to_vec()];
-        let trust: Vec<TrustAnchor<'_>> = self.anchors.iter().map(|(a, _)| a.clone()).collect();
+        let trust: Vec<TrustAnchor<'_>> = self.anchors.iter().map(|a| a.anchor.clone()).collect();
+        let now = UnixTime::now();
         let Ok(ee) = EndEntityCert::try_from(&chain[0]) else {
             return path;
         };
@@ -313,7 +327,7 @@ impl Mapper {
             self.algorithms,
             &trust,
             &chain[1..],
-            UnixTime::now(),
+            now,
             KeyUsage::client_auth(),
             None,
             None,
@@ -326,11 +340,29 @@ impl Mapper {
                 .map(|c| c.der().to_vec()),
         );
         let anchor = verified.anchor();
-        if let Some((_, der)) = self.anchors.iter().find(|(a, _)| {
-            a.subject == anchor.subject
-                && a.subject_public_key_info == anchor.subject_public_key_info
-        }) {
-            path.push(der.to_vec());
+        // A renewed CA is the same subject and key in another certificate;
+        // webpki reports whichever copy it tried first. The copy valid now
+        // (then the newest) is the one that vouches, whatever the order of
+        // `--ca`, so the order never changes a user.
+        let now = now.as_secs() as i64;
+        fn rank(a: &Anchor, now: i64) -> (bool, Option<i64>, &[u8]) {
+            let v = a.validity;
+            (
+                v.is_some_and(|v| v.contains(now)),
+                v.map(|v| v.not_before),
+                a.der.as_ref(),
+            )
+        }
+        if let Some(best) = self
+            .anchors
+            .iter()
+            .filter(|a| {
+                a.anchor.subject == anchor.subject
+                    && a.anchor.subject_public_key_info == anchor.subject_public_key_info
+            })
+            .max_by(|a, b| rank(a, now).cmp(&rank(b, now)))
+        {
+            path.push(best.der.to_vec());
         }
         path
     }
@@ -351,6 +383,18 @@ impl Peer {
             sha256: hex_colon(digest::digest(&digest::SHA256, cert).as_ref()),
         }
     }
+}
+
+/// `nctls fingerprint FILE`: every certificate in a PEM file, each line
+/// prefixed with the file name; the error is one line naming the file.
+pub fn fingerprint_file(path: &std::path::Path) -> Result<String, String> {
+    let certs = crate::pem::Pem::read(path)
+        .and_then(|pem| pem.certificates())
+        .map_err(|e| format!("fingerprint {}: {e}", path.display()))?;
+    Ok(certs
+        .iter()
+        .map(|cert| format!("{}: {}", path.display(), describe_fingerprints(cert)))
+        .collect())
 }
 
 /// `nctls fingerprint`: the RFC 7407 fingerprints operators write rules with.
@@ -487,6 +531,16 @@ mod tests {
     }
 
     #[test]
+    fn fingerprint_file_errors_are_one_line() {
+        let err = fingerprint_file(std::path::Path::new("/nonexistent/x.pem")).unwrap_err();
+        assert!(
+            err.starts_with("fingerprint /nonexistent/x.pem: cannot read: No such file"),
+            "{err}"
+        );
+        assert!(!err.contains('\n') && !err.contains("Os {"), "{err}");
+    }
+
+    #[test]
     fn fingerprint_of_the_trust_anchor_and_of_an_intermediate() {
         let root = pki::Ca::new("Root");
         let other = pki::Ca::new("Other root");
@@ -507,6 +561,52 @@ mod tests {
         assert!(mapper(&[&by_other], &[&other, &root])
             .user_for(&chain)
             .is_err());
+    }
+
+    /// Issue 10 item 2: `--ca` holds an expired copy of the CA and the
+    /// renewed one (same subject, same key); a rule on each fingerprint.
+    #[test]
+    fn the_ca_copy_valid_now_is_the_anchor_whatever_the_order() {
+        let renewed = pki::Ca::new("Renewed CA");
+        let expired = renewed.renewed((2019, 1, 1), (2020, 1, 1));
+        let client = der(&renewed.client("carol"));
+        let by_expired = format!("{} specified old-user", fp(expired.der()));
+        let by_renewed = format!("{} specified new-user", fp(renewed.der()));
+        for cas in [[&expired, &renewed], [&renewed, &expired]] {
+            let both = mapper(&[&by_expired, &by_renewed], &cas);
+            assert_eq!(
+                both.user_for(std::slice::from_ref(&client)),
+                Ok("new-user".into())
+            );
+            let only_renewed = mapper(&[&by_renewed], &cas);
+            assert_eq!(
+                only_renewed.user_for(std::slice::from_ref(&client)),
+                Ok("new-user".into())
+            );
+            let only_expired = mapper(&[&by_expired], &cas);
+            assert!(only_expired
+                .user_for(std::slice::from_ref(&client))
+                .is_err());
+        }
+    }
+
+    #[test]
+    fn among_valid_ca_copies_the_newest_is_the_anchor() {
+        let ca = pki::Ca::new("CA");
+        let older = ca.renewed((2020, 1, 1), (2090, 1, 1));
+        let newer = ca.renewed((2021, 1, 1), (2080, 1, 1));
+        let client = der(&ca.client("dan"));
+        let rules = [
+            format!("{} specified older", fp(older.der())),
+            format!("{} specified newer", fp(newer.der())),
+        ];
+        let rules: Vec<&str> = rules.iter().map(String::as_str).collect();
+        for cas in [[&older, &newer], [&newer, &older]] {
+            assert_eq!(
+                mapper(&rules, &cas).user_for(std::slice::from_ref(&client)),
+                Ok("newer".into())
+            );
+        }
     }
 
     #[test]

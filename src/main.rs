@@ -26,10 +26,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Command::Check(config)) => match tls::load(&config) {
-            Ok(_) => {
-                println!("{config}\nconfiguration OK");
-                ExitCode::SUCCESS
-            }
+            Ok(loaded) => check(&config, &loaded),
             Err(e) => fail(&e),
         },
         Ok(Command::Run(config)) => match run(config, args) {
@@ -65,25 +62,41 @@ fn run(config: Config, args: Vec<String>) -> Result<(), String> {
     server.run().map_err(|e| format!("event loop failed: {e}"))
 }
 
-fn fingerprints(files: &[std::path::PathBuf]) -> Result<String, String> {
-    use rustls::pki_types::{pem::PemObject, CertificateDer};
-    let mut out = String::new();
-    for file in files {
-        let certs = CertificateDer::pem_file_iter(file)
-            .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| format!("{}: {e:?}", file.display()))?;
-        if certs.is_empty() {
-            return Err(format!("{}: no certificate found", file.display()));
-        }
-        for cert in certs {
-            out.push_str(&format!(
-                "{}: {}",
-                file.display(),
-                nctls::identity::describe_fingerprints(&cert)
-            ));
+/// `--check` after a successful load: the effective configuration, then as
+/// `# ` comments what was loaded and any warnings. An expired or not yet
+/// valid server certificate or an expired CRL fails the check (exit 1).
+fn check(config: &Config, loaded: &tls::Loaded) -> ExitCode {
+    use nctls::inventory::{unix_now, Severity};
+    println!("{config}");
+    let inventory = &loaded.inventory;
+    for line in inventory.summary() {
+        println!("# loaded: {line}");
+    }
+    for warning in inventory.load_warnings() {
+        println!("# warning: {warning}");
+    }
+    let mut failed = false;
+    for finding in inventory.expiry(unix_now(), config.expiry_warning_days) {
+        match finding.severity {
+            Severity::Warning => println!("# warning: {}", finding.text),
+            Severity::Error => {
+                eprintln!("nctls: {}", finding.text);
+                failed = true;
+            }
         }
     }
-    Ok(out)
+    if failed {
+        return ExitCode::FAILURE;
+    }
+    println!("configuration OK");
+    ExitCode::SUCCESS
+}
+
+fn fingerprints(files: &[std::path::PathBuf]) -> Result<String, String> {
+    files
+        .iter()
+        .map(|file| nctls::identity::fingerprint_file(file))
+        .collect()
 }
 
 fn init_logging(level: log::LevelFilter) {

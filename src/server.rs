@@ -34,6 +34,7 @@ use crate::header;
 // The server's messages go to an embedder's sink when one is set (see hooks).
 use crate::hooks::{debug, info, log, warn, Hooks, IdentityRequest, SessionEnd};
 use crate::identity::Peer;
+use crate::inventory::{self, Severity};
 use crate::session::{EndReason, Session, Side, Status, Stream};
 use crate::sys::{self, Signals};
 use crate::tls::Loaded;
@@ -52,6 +53,9 @@ const LISTEN_BACKLOG: i32 = 4096;
 
 /// How long accepting pauses after running out of descriptors.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// How often certificate and CRL expiry is checked while running.
+const EXPIRY_CHECK: Duration = Duration::from_secs(24 * 3600);
 
 impl Stream for TcpStream {
     fn shutdown_write(&mut self) -> io::Result<()> {
@@ -148,6 +152,12 @@ pub struct Server {
     accept_limited: bool,
     stop_deadline: Option<Instant>,
     hooks: Hooks,
+    /// The next daily look at certificate and CRL expiry.
+    expiry_check_at: Option<Instant>,
+    /// How often that look is taken ([`EXPIRY_CHECK`]).
+    expiry_check_every: Duration,
+    /// Connections closed before sending a byte (health checks).
+    silent_closes: u64,
 }
 
 impl Server {
@@ -190,6 +200,9 @@ impl Server {
             accept_limited: false,
             stop_deadline: None,
             hooks: Hooks::default(),
+            expiry_check_at: None,
+            expiry_check_every: EXPIRY_CHECK,
+            silent_closes: 0,
         })
     }
 
@@ -226,6 +239,7 @@ impl Server {
             self.config.backend,
             self.config.backend.addresses().join(" ")
         );
+        self.check_files(true, Instant::now());
         loop {
             let now = Instant::now();
             if let Some(deadline) = self.stop_deadline {
@@ -260,6 +274,9 @@ impl Server {
                 }
             }
             self.expire_timers(now);
+            if self.expiry_check_at.is_some_and(|t| t <= now) {
+                self.check_files(false, now);
+            }
             self.free.append(&mut self.released);
             if self.accept_paused && self.accept_retry_at.is_none_or(|t| t <= now) {
                 self.accept_paused = false;
@@ -273,9 +290,13 @@ impl Server {
 
     fn timeout(&self, now: Instant) -> Option<Duration> {
         let mut next = self.timers.first().map(|&(t, _)| t);
-        for t in [self.accept_retry_at, self.stop_deadline]
-            .into_iter()
-            .flatten()
+        for t in [
+            self.accept_retry_at,
+            self.stop_deadline,
+            self.expiry_check_at,
+        ]
+        .into_iter()
+        .flatten()
         {
             next = Some(next.map_or(t, |n| n.min(t)));
         }
@@ -355,9 +376,32 @@ impl Server {
                 self.admission
                     .set_limits(self.config.max_sessions, self.config.max_sessions_per_ip);
                 info!("reload: done; new sessions use the new configuration");
+                self.check_files(true, Instant::now());
             }
             Err(e) => warn!("reload failed, keeping the current configuration: {e}"),
         }
+    }
+
+    /// Logs what is wrong with the loaded certificates and CRLs or expires
+    /// soon (an expired server certificate or CRL at error level: clients
+    /// will fail, but the server keeps running), and schedules the next
+    /// daily look. `loading`: also the warnings found while loading.
+    fn check_files(&mut self, loading: bool, now: Instant) {
+        let inventory = self.tls.inventory.clone();
+        if loading {
+            for warning in inventory.load_warnings() {
+                warn!("{warning}");
+            }
+        }
+        let days = self.config.expiry_warning_days;
+        for finding in inventory.expiry(inventory::unix_now(), days) {
+            let level = match finding.severity {
+                Severity::Error => Level::Error,
+                Severity::Warning => Level::Warn,
+            };
+            log!(level, "{}", finding.text);
+        }
+        self.expiry_check_at = Some(now + self.expiry_check_every);
     }
 
     /// Identity and session-end hooks for an embedder (the C library).
@@ -381,6 +425,10 @@ impl Server {
         }
         // Only now: once this line is out, new connections are refused.
         info!("stopping: ending {} session(s)", self.live);
+        info!(
+            "connections closed before sending a byte (health checks): {}",
+            self.silent_closes
+        );
         self.accept_paused = false;
         self.accept_retry_at = None;
         self.stop_deadline = Some(now + self.config.limits.drain_timeout + Duration::from_secs(1));
@@ -686,7 +734,14 @@ impl Server {
             Backend::Connected(_) => conn.dialer.as_ref().and_then(Dialer::current),
             _ => None,
         };
+        if conn.peer.is_none() {
+            // A refused handshake: the certificate the client presented.
+            conn.peer = conn.session.client_certificate().map(|c| Peer::of(c));
+        }
+        let silent = conn.session.closed_silently();
+        self.silent_closes += u64::from(silent);
         let level = match &reason {
+            _ if silent => Level::Debug,
             Some(r) if !r.is_error() => Level::Info,
             _ => Level::Warn,
         };
@@ -752,4 +807,62 @@ fn is_resource_limit(e: &io::Error) -> bool {
         e.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hooks::with_log_sink;
+    use crate::test_pki as pki;
+    use std::sync::mpsc;
+
+    /// The daily expiry check, on a shorter period: it repeats while the
+    /// server runs, and only as often as asked (an idle loop stays idle).
+    #[test]
+    fn expiry_is_looked_at_again_every_period() {
+        let dir = std::env::temp_dir().join(format!("nctls-expiry-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = pki::Ca::new("CA");
+        let soon = inventory::unix_now() + 10 * 86_400;
+        let in_ten_days = crate::der::format_time(soon);
+        let ymd: Vec<i32> = in_ten_days[..10]
+            .split('-')
+            .map(|n| n.parse().unwrap())
+            .collect();
+        let server_cert = ca.server_valid((2020, 1, 1), (ymd[0], ymd[1] as u8, ymd[2] as u8));
+        let (cert, key) = server_cert.write(&dir, "server");
+        let ca_file = ca.write(&dir, "ca");
+        let pair = |n: &str, v: &std::path::Path| (n.to_string(), v.display().to_string());
+        let config = crate::config::from_pairs(&[
+            pair("cert", &cert),
+            pair("key", &key),
+            pair("ca", &ca_file),
+            ("listen".into(), "127.0.0.1:0".into()),
+        ])
+        .unwrap();
+        let tls = crate::tls::load(&config).unwrap();
+        let (lines_tx, lines) = mpsc::channel();
+        let (stop_tx, stop) = mpsc::channel();
+        let runner = std::thread::spawn(move || {
+            let mut server = Server::bind(config, tls).unwrap();
+            server.expiry_check_every = Duration::from_millis(100);
+            stop_tx.send(server.stopper()).unwrap();
+            let sink = Box::new(move |level: Level, args: &std::fmt::Arguments<'_>| {
+                let _ = lines_tx.send(format!("{level} {args}"));
+            });
+            with_log_sink(sink, || server.run()).unwrap();
+        });
+        let stopper = stop.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(1000));
+        stopper.stop().unwrap();
+        runner.join().unwrap();
+        let warnings: Vec<String> = lines
+            .try_iter()
+            .filter(|l| l.starts_with("WARN server certificate CN=localhost"))
+            .collect();
+        // At start, then every 100 ms for 1 s: never more often.
+        assert!((4..=12).contains(&warnings.len()), "{warnings:#?}");
+        assert!(warnings[0].contains("expires on"), "{}", warnings[0]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -194,6 +194,11 @@ pub struct Session {
     to_client: Pending,
     /// A TLS error left an alert in the output: one attempt to send it.
     alert_pending: bool,
+    /// The client's certificate as presented, kept even when the handshake
+    /// refuses it (rustls then reports none).
+    presented: Option<CertificateDer<'static>>,
+    /// At least one byte came from the client.
+    client_spoke: bool,
     /// Set by the first event that began the end; `None` while fully open.
     reason: Option<EndReason>,
     /// We decided to end (timeout, shutdown, refusal): the next deadline is final.
@@ -227,6 +232,8 @@ impl Session {
             to_backend: Pending::default(),
             to_client: Pending::default(),
             alert_pending: false,
+            presented: None,
+            client_spoke: false,
             reason: None,
             forced: false,
             started: now,
@@ -439,6 +446,20 @@ impl Session {
         self.tls.peer_certificates()
     }
 
+    /// The client's end-entity certificate: the verified one, or the one it
+    /// presented when the handshake refused it; `None` if it sent none.
+    pub fn client_certificate(&self) -> Option<&CertificateDer<'static>> {
+        self.peer_certificates()
+            .and_then(|chain| chain.first())
+            .or(self.presented.as_ref())
+    }
+
+    /// The connection ended before the client sent a single byte (a TCP
+    /// health check, or a port scan): not worth a warning.
+    pub fn closed_silently(&self) -> bool {
+        !self.client_spoke && matches!(self.reason, Some(EndReason::HandshakeFailed(_)))
+    }
+
     /// TLS version and cipher suite, e.g. `TLSv1_3/TLS13_AES_128_GCM_SHA256`.
     pub fn tls_description(&self) -> String {
         match (
@@ -507,7 +528,12 @@ impl Session {
 
     fn handshake_step<C: Stream>(&mut self, client: &mut C) -> Result<bool, EndReason> {
         let mut progress = self.read_client(client)?;
-        progress |= self.tls_process::<C>(None, Want::Nothing)?.progress;
+        crate::tls::take_presented_certificate();
+        let processed = self.tls_process::<C>(None, Want::Nothing);
+        if let Some(cert) = crate::tls::take_presented_certificate() {
+            self.presented = Some(cert);
+        }
+        progress |= processed?.progress;
         progress |= self.flush_client(client)?;
         if self.client_eof && self.tls.is_handshaking() {
             return Err(EndReason::HandshakeFailed(
@@ -561,7 +587,7 @@ impl Session {
         }
         match self.tls.read_from(client) {
             Ok(0) => self.client_eof = true,
-            Ok(_) => {}
+            Ok(_) => self.client_spoke = true,
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
                 self.ready.client_read = false;
                 return Ok(false);
@@ -612,7 +638,7 @@ impl Session {
         if let Some(e) = failed {
             self.backend_write_failed(e);
         }
-        done.map_err(|e| self.tls_failed(e.to_string()))
+        done.map_err(|e| self.tls_failed(crate::tls::describe_error(&e)))
     }
 
     fn tls_failed(&mut self, why: String) -> EndReason {

@@ -1,18 +1,28 @@
 //! The rustls server configuration: PEM files, client-certificate
-//! verification, protocol versions and the session policy RFC 7589 needs.
+//! verification, protocol versions and the session policy RFC 7589 needs;
+//! and handshake failures in words.
 //!
 //! Kept in one module so the rustls version (0.23) stays a local concern.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::ring;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
-use rustls::{RootCertStore, ServerConfig};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, PeerIncompatible, RootCertStore,
+    ServerConfig, SignatureScheme,
+};
 
 use crate::config::{Config, FileOption, MinTls};
+use crate::crl::{self, Crl};
+use crate::der;
 use crate::identity::Mapper;
+use crate::inventory::Inventory;
+use crate::pem::Pem;
 
 /// TLS record header bytes, which rustls counts in `max_fragment_size`.
 const RECORD_HEADER: usize = 5;
@@ -23,21 +33,46 @@ const RECORD_HEADER: usize = 5;
 pub struct Loaded {
     pub server: Arc<ServerConfig>,
     pub mapper: Mapper,
+    /// What was loaded: for `--check`, and for the expiry checks at start,
+    /// on reload and daily.
+    pub inventory: Arc<Inventory>,
 }
 
 /// Loads the files named in `config` and builds the server configuration.
 /// Errors name the option, the file and the reason.
 pub fn load(config: &Config) -> Result<Loaded, String> {
-    let chain = read_certs(&config.cert)?;
-    let key = PrivateKeyDer::from_pem_file(&config.key.path)
-        .map_err(|e| config.key.error(pem_error(e, "private key")))?;
-    let roots = read_certs(&config.ca)?;
+    let chain = read(&config.cert)?
+        .certificates()
+        .map_err(|e| config.cert.error(e))?;
+    let key = read(&config.key)?
+        .private_key()
+        .map_err(|e| config.key.error(e))?;
+    check_pairing(&chain, &key).map_err(|why| config.cert.error(why))?;
+    let roots = read(&config.ca)?
+        .certificates()
+        .map_err(|e| config.ca.error(e))?;
     let mut crls = Vec::new();
-    for path in &config.crls {
-        crls.extend(read_crls(path)?);
+    for file in &config.crls {
+        for (i, der) in read(file)?
+            .crls()
+            .map_err(|e| file.error(e))?
+            .into_iter()
+            .enumerate()
+        {
+            let crl = Crl::parse(der).map_err(|e| file.error(format!("CRL {}: {e}", i + 1)))?;
+            crls.push((format!("{} {}", file.origin, file.path.display()), crl));
+        }
     }
+    let inventory = Inventory::new(
+        format!("{} {}", config.cert.origin, config.cert.path.display()),
+        &chain[0],
+        format!("{} {}", config.ca.origin, config.ca.path.display()),
+        &roots,
+        &crls,
+        key_permissions(&config.key).into_iter().collect(),
+    );
     let policy = Policy {
-        crls,
+        crls: crls.into_iter().map(|(_, crl)| crl).collect(),
         min_tls: config.min_tls,
         max_record: config.max_record,
     };
@@ -54,12 +89,14 @@ pub fn load(config: &Config) -> Result<Loaded, String> {
     Ok(Loaded {
         server,
         mapper: Mapper::new(config.identity.clone(), roots),
+        inventory: Arc::new(inventory),
     })
 }
 
 /// TLS choices besides the certificates.
 pub struct Policy {
-    pub crls: Vec<CertificateRevocationListDer<'static>>,
+    /// Every CRL loaded; [`build`] keeps the current one per issuer.
+    pub crls: Vec<Crl>,
     pub min_tls: MinTls,
     /// Largest plaintext per record sent.
     pub max_record: usize,
@@ -86,9 +123,10 @@ pub enum BuildError {
 /// Builds from DER: mutual TLS against `roots`, TLS 1.3 and 1.2, no
 /// resumption (a certificate revoked later must not resume), no 0-RTT.
 ///
-/// With CRLs, the client certificate's issuer must have one (unknown status
-/// is refused) and an expired CRL refuses too: fail closed, since a stale
-/// list cannot vouch for a certificate.
+/// With CRLs, only the newest CRL of each issuer is used (see
+/// [`crl::select`]), the client certificate's issuer must have one (unknown
+/// status is refused), and an expired CRL refuses too: fail closed, since a
+/// stale list cannot vouch for a certificate.
 pub fn build(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
@@ -106,7 +144,7 @@ pub fn build(
         WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider.clone());
     if !policy.crls.is_empty() {
         verifier = verifier
-            .with_crls(policy.crls)
+            .with_crls(crl::current(&policy.crls))
             .only_check_end_entity_revocation()
             .enforce_revocation_expiration();
     }
@@ -121,7 +159,7 @@ pub fn build(
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
         .map_err(|e| BuildError::Key(e.to_string()))?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(Arc::new(Recording { inner: verifier }))
         .with_single_cert(chain, key)
         .map_err(|e| BuildError::Key(key_error(e)))?;
     config.session_storage = Arc::new(NoServerSessionStorage {});
@@ -131,33 +169,50 @@ pub fn build(
     Ok(Arc::new(config))
 }
 
-fn read_certs(file: &FileOption) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_file_iter(&file.path)
-        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| file.error(pem_error(e, "certificate")))?;
-    if certs.is_empty() {
-        return Err(file.error("no certificate found"));
-    }
-    Ok(certs)
+fn read(file: &FileOption) -> Result<Pem, String> {
+    Pem::read(&file.path).map_err(|e| file.error(e))
 }
 
-fn read_crls(file: &FileOption) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
-    let crls = CertificateRevocationListDer::pem_file_iter(&file.path)
-        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| file.error(pem_error(e, "CRL")))?;
-    if crls.is_empty() {
-        return Err(file.error("no CRL found (expected PEM X509 CRL)"));
+/// The key must belong to the first certificate of the chain file; when it
+/// belongs to another one, the file is out of order, which rustls would
+/// only call a mismatch.
+fn check_pairing(
+    chain: &[CertificateDer<'static>],
+    key: &PrivateKeyDer<'static>,
+) -> Result<(), String> {
+    // A key type rustls cannot use is left for `build` to report.
+    let Some(public) = ring::sign::any_supported_type(key)
+        .ok()
+        .and_then(|k| k.public_key().map(|p| p.as_ref().to_vec()))
+    else {
+        return Ok(());
+    };
+    let owner = chain
+        .iter()
+        .position(|c| der::public_key_info(c) == Some(public.as_slice()));
+    match owner {
+        Some(0) | None => Ok(()),
+        Some(i) => Err(format!(
+            "the chain is out of order: the private key belongs to certificate {} in this \
+             file ({}), not to the first ({}); put the server's own certificate first, then \
+             the CA certificates that issued it",
+            i + 1,
+            der::subject_text(&chain[i]),
+            der::subject_text(&chain[0]),
+        )),
     }
-    Ok(crls)
 }
 
-fn pem_error(e: rustls::pki_types::pem::Error, what: &str) -> String {
-    use rustls::pki_types::pem::Error;
-    match e {
-        Error::Io(e) => format!("cannot read: {e}"),
-        Error::NoItemsFound => format!("no {what} found (expected PEM)"),
-        other => format!("not valid PEM: {other:?}"),
-    }
+/// A warning when the key file can be read (or written) by group or others.
+fn key_permissions(file: &FileOption) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file.path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        file.error(format!(
+            "the private key file is accessible to group or others (mode {mode:04o}); \
+             make it readable by nctls's user only (chmod 600)"
+        ))
+    })
 }
 
 fn key_error(e: rustls::Error) -> String {
@@ -167,5 +222,200 @@ fn key_error(e: rustls::Error) -> String {
         }
         rustls::Error::InvalidCertificate(e) => format!("unusable certificate: {e:?}"),
         other => format!("unusable certificate or key: {other}"),
+    }
+}
+
+thread_local! {
+    /// The client certificate the last verification on this thread was
+    /// asked about (see [`take_presented_certificate`]).
+    static PRESENTED: RefCell<Option<CertificateDer<'static>>> = const { RefCell::new(None) };
+}
+
+/// The client certificate presented during the last rustls call on this
+/// thread, whether or not it verified; `None` if none was presented. Call
+/// right after each handshake step: rustls reports the peer's certificates
+/// only once the handshake has succeeded, but a refused client's
+/// certificate is what the log needs most.
+pub fn take_presented_certificate() -> Option<CertificateDer<'static>> {
+    PRESENTED.with(|p| p.borrow_mut().take())
+}
+
+/// The webpki verifier, recording the end-entity certificate it is given.
+/// rustls calls it on the thread driving the handshake, inside that
+/// session's processing, so a thread-local hands the certificate to exactly
+/// that session (the C library may run sessions on several threads).
+#[derive(Debug)]
+struct Recording {
+    inner: Arc<dyn ClientCertVerifier>,
+}
+
+impl ClientCertVerifier for Recording {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        PRESENTED.with(|p| *p.borrow_mut() = Some(end_entity.clone().into_owned()));
+        self.inner
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// Why a handshake failed, in words an operator can act on (rustls's own
+/// texts are its enum names).
+pub fn describe_error(e: &rustls::Error) -> String {
+    use rustls::Error as E;
+    let date = |t: &UnixTime| der::format_time(t.as_secs() as i64);
+    match e {
+        E::NoCertificatesPresented => "client sent no certificate (a client sends none when \
+             it has none, or when its key needs a signature scheme nctls does not accept, \
+             such as ECDSA P-521 or RSA-PSS keys; nctls accepts ECDSA P-256/P-384, Ed25519 \
+             and RSA keys)"
+            .into(),
+        E::InvalidCertificate(c) => match c {
+            CertificateError::Revoked => "client certificate revoked (CRL)".into(),
+            CertificateError::UnknownIssuer => {
+                "client certificate issued by an unknown CA (not in --ca)".into()
+            }
+            CertificateError::BadSignature => "client certificate signature does not verify \
+                 against its issuer"
+                .into(),
+            CertificateError::Expired => "client certificate expired".into(),
+            CertificateError::ExpiredContext { time, not_after } => format!(
+                "client certificate expired on {} (now {})",
+                date(not_after),
+                date(time)
+            ),
+            CertificateError::NotValidYet => "client certificate not valid yet".into(),
+            CertificateError::NotValidYetContext { time, not_before } => format!(
+                "client certificate not valid until {} (now {}; is the clock right?)",
+                date(not_before),
+                date(time)
+            ),
+            CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+                "client certificate is not for client authentication (its extended key \
+                 usage lacks clientAuth)"
+                    .into()
+            }
+            CertificateError::UnknownRevocationStatus => "no CRL from the client certificate's \
+                 issuer among --crl (its revocation status is unknown)"
+                .into(),
+            CertificateError::ExpiredRevocationList => {
+                "the CRL of the client certificate's issuer has expired (refresh it)".into()
+            }
+            CertificateError::ExpiredRevocationListContext { next_update, .. } => format!(
+                "the CRL of the client certificate's issuer expired on {} (nextUpdate); \
+                 refresh it and send SIGHUP",
+                date(next_update)
+            ),
+            CertificateError::UnhandledCriticalExtension => {
+                "client certificate has a critical extension nctls does not know".into()
+            }
+            CertificateError::BadEncoding => "client certificate is not valid DER".into(),
+            CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext {
+                public_key_algorithm_id,
+                ..
+            } => format!(
+                "unsupported key: {} (nctls verifies ECDSA P-256/P-384, Ed25519 and RSA keys)",
+                key_kind(public_key_algorithm_id)
+            ),
+            CertificateError::UnsupportedSignatureAlgorithmContext { .. } => {
+                "client certificate chain uses a signature algorithm nctls does not support".into()
+            }
+            other => format!("client certificate refused: {other:?}"),
+        },
+        E::PeerIncompatible(p) => match p {
+            PeerIncompatible::SignatureAlgorithmsExtensionRequired
+            | PeerIncompatible::Tls12NotOffered
+            | PeerIncompatible::Tls12NotOfferedOrEnabled => "client offered only TLS 1.1 or \
+                 older (its hello has no TLS 1.2 signature algorithms); nctls needs TLS 1.2 \
+                 or 1.3"
+                .into(),
+            PeerIncompatible::SupportedVersionsExtensionRequired => {
+                "client did not offer TLS 1.3, which --min-tls 1.3 requires".into()
+            }
+            PeerIncompatible::NoCipherSuitesInCommon => {
+                "no cipher suite in common with the client".into()
+            }
+            PeerIncompatible::NoKxGroupsInCommon => {
+                "no key exchange group in common with the client".into()
+            }
+            PeerIncompatible::NoSignatureSchemesInCommon => "no signature scheme in common \
+                 with the client for the server certificate's key"
+                .into(),
+            other => format!("client lacks a TLS feature nctls needs: {other:?}"),
+        },
+        E::AlertReceived(alert) => format!(
+            "client aborted the handshake with alert {}{}",
+            format!("{alert:?}").to_lowercase(),
+            match alert {
+                rustls::AlertDescription::UnknownCA
+                | rustls::AlertDescription::BadCertificate
+                | rustls::AlertDescription::CertificateExpired
+                | rustls::AlertDescription::CertificateUnknown => {
+                    " (it does not accept the server certificate)"
+                }
+                _ => "",
+            }
+        ),
+        E::DecryptError => "client signature or key exchange does not verify".into(),
+        E::InvalidMessage(_) | E::InappropriateMessage { .. } => {
+            "not a TLS client (or a corrupt TLS message)".into()
+        }
+        E::InappropriateHandshakeMessage { .. } | E::PeerMisbehaved(_) => {
+            format!("client broke the TLS protocol: {e}")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A public key algorithm, from an AlgorithmIdentifier's contents.
+fn key_kind(algorithm: &[u8]) -> &'static str {
+    let has = |oid: &[u8]| algorithm.windows(oid.len()).any(|w| w == oid);
+    if has(&[0x2b, 0x81, 0x04, 0x00, 0x23]) {
+        "ECDSA P-521"
+    } else if has(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a]) {
+        "RSA-PSS"
+    } else if has(&[0x2b, 0x65, 0x71]) {
+        "Ed448"
+    } else if has(&[0x2b, 0x81, 0x04, 0x00, 0x0a]) {
+        "ECDSA secp256k1"
+    } else {
+        "this key type"
     }
 }

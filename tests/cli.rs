@@ -245,11 +245,13 @@ fn bad_files_name_the_option_the_file_and_the_reason() {
         ),
         (
             vec!["--cert", &garbage],
-            vec![format!("nctls: --cert {garbage}: no certificate found")],
+            vec![format!("nctls: --cert {garbage}: no CERTIFICATE block")],
         ),
         (
             vec!["--cert", &bad_base64],
-            vec![format!("nctls: --cert {bad_base64}: not valid PEM")],
+            vec![format!(
+                "nctls: --cert {bad_base64}: line 1: the CERTIFICATE block is not valid PEM"
+            )],
         ),
         (
             vec!["--key", &missing],
@@ -257,7 +259,9 @@ fn bad_files_name_the_option_the_file_and_the_reason() {
         ),
         (
             vec!["--key", &cert],
-            vec![format!("nctls: --key {cert}: no private key found")],
+            vec![format!(
+                "nctls: --key {cert}: no PRIVATE KEY block: found 1 CERTIFICATE block"
+            )],
         ),
         (
             vec!["--key", &other_key],
@@ -267,7 +271,9 @@ fn bad_files_name_the_option_the_file_and_the_reason() {
         ),
         (
             vec!["--ca", &key],
-            vec![format!("nctls: --ca {key}: no certificate found")],
+            vec![format!(
+                "nctls: --ca {key}: no CERTIFICATE block: found 1 PRIVATE KEY block"
+            )],
         ),
         (
             vec!["--ca", &missing],

@@ -411,7 +411,10 @@ fn not_a_client_hello() {
 fn five_hundred_connections_reset_at_once() {
     let pki = Pki::new();
     let backend = ScriptedBackend::echo();
-    let mut daemon = Daemon::start(&pki, &["--backend", &backend.arg()]);
+    // Connections that never send a byte are health checks, logged at debug.
+    let mut daemon = Daemon::start_with(&pki, &["--backend", &backend.arg()], |c| {
+        c.env("RUST_LOG", "debug");
+    });
     let baseline = open_fds(daemon.child.id());
     let start = Instant::now();
     let mut slowest = Duration::ZERO;
@@ -459,7 +462,10 @@ fn five_hundred_connections_reset_at_once() {
 fn a_burst_of_connections_fits_in_the_listen_backlog() {
     let pki = Pki::new();
     let backend = ScriptedBackend::echo();
-    let mut daemon = Daemon::start(&pki, &["--backend", &backend.arg()]);
+    // Connections that never send a byte are health checks, logged at debug.
+    let mut daemon = Daemon::start_with(&pki, &["--backend", &backend.arg()], |c| {
+        c.env("RUST_LOG", "debug");
+    });
     let mut slow = Vec::new();
     let start = Instant::now();
     for i in 0..500 {
