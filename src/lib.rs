@@ -13,6 +13,7 @@ pub mod ffi;
 pub mod header;
 pub mod hooks;
 pub mod identity;
+mod logfmt;
 mod pending;
 pub mod server;
 pub mod session;

@@ -32,6 +32,7 @@ use crate::header;
 // The server's messages go to an embedder's sink when one is set (see hooks).
 use crate::hooks::{debug, info, log, warn, Hooks, IdentityRequest, SessionEnd};
 use crate::identity::Peer;
+use crate::logfmt::Pairs;
 use crate::session::{EndReason, Session, Side, Status, Stream};
 use crate::sys::{self, Signals};
 use crate::tls::Loaded;
@@ -72,11 +73,46 @@ impl Backend {
     }
 }
 
+impl Conn {
+    /// Who the session is: the fields its log lines start with (the
+    /// unknown ones left out).
+    fn pairs(&self) -> Pairs {
+        let mut pairs = Pairs::new();
+        let tls = self.session.tls_description();
+        pairs
+            .add("session", self.id)
+            .add("client", self.client_addr)
+            .add_some("subject", self.peer.as_ref().map(|p| &p.subject))
+            .add_some("sha256", self.peer.as_ref().map(|p| &p.sha256))
+            .add_some("user", self.user.as_ref())
+            .add_some("tls", (tls != "-").then_some(tls))
+            .add_some("backend", self.backend_peer.as_ref());
+        pairs
+    }
+}
+
+/// The address a backend connection reached: the connected socket's peer,
+/// which is what a session used even when the configuration names several.
+fn backend_peer(socket: &BackendStream) -> String {
+    let peer = match socket {
+        BackendStream::Tcp(s) => s.peer_addr().map(|a| a.to_string()),
+        BackendStream::Unix(s) => s.peer_addr().map(|a| match a.as_pathname() {
+            Some(path) => format!("unix:{}", path.display()),
+            None => "unix".to_string(),
+        }),
+    };
+    peer.unwrap_or_else(|e| format!("unknown ({e})"))
+}
+
 struct Conn {
+    /// Counted from 1 per process: joins a session's start and end lines.
+    id: u64,
     session: Session,
     client: TcpStream,
     client_addr: SocketAddr,
     backend: Backend,
+    /// The address the backend connection reached, once it is up.
+    backend_peer: Option<String>,
     peer: Option<Peer>,
     user: Option<String>,
     verdict: Verdict,
@@ -112,6 +148,8 @@ pub struct Server {
     stop_flag: Arc<AtomicBool>,
     waker: Arc<Waker>,
     slots: Vec<Option<Conn>>,
+    /// Sessions accepted so far (the last session number given).
+    sessions_started: u64,
     free: Vec<usize>,
     released: Vec<usize>,
     live: usize,
@@ -152,6 +190,7 @@ impl Server {
             stop_flag: Arc::new(AtomicBool::new(false)),
             waker,
             slots: Vec::new(),
+            sessions_started: 0,
             free: Vec::new(),
             released: Vec::new(),
             live: 0,
@@ -388,11 +427,14 @@ impl Server {
         }
         debug!("session from {addr}: accepted");
         let verdict = self.admission.decide(addr.ip());
+        self.sessions_started += 1;
         self.slots[slot] = Some(Conn {
+            id: self.sessions_started,
             session,
             client,
             client_addr: addr,
             backend: Backend::None,
+            backend_peer: None,
             peer: None,
             user: None,
             verdict,
@@ -418,8 +460,11 @@ impl Server {
                         std::mem::replace(&mut conn.backend, Backend::None)
                     {
                         socket.set_nodelay();
+                        conn.backend_peer = Some(backend_peer(&socket));
                         conn.backend = Backend::Connected(socket);
                     }
+                    // Admitted and connected: the session has begun.
+                    info!("session start: {}", conn.pairs());
                 }
                 conn.session.backend_connect_done(result, now);
             }
@@ -580,21 +625,19 @@ impl Server {
         };
         let peer = conn.peer.as_ref();
         let duration = now.duration_since(conn.session.started());
-        log!(
-            level,
-            // The subject is attacker-chosen text: quoted and escaped, so it
-            // cannot break the line or forge another.
-            "session end: client={} subject={:?} sha256={} user={} tls={} bytes-in={} bytes-out={} duration={:.3}s reason={}",
-            conn.client_addr,
-            peer.map_or("-", |p| p.subject.as_str()),
-            peer.map_or("-", |p| p.sha256.as_str()),
-            conn.user.as_deref().unwrap_or("-"),
-            conn.session.tls_description(),
-            up,
-            down,
-            duration.as_secs_f64(),
-            reason.as_ref().map_or("unknown".to_string(), |r| r.to_string()),
-        );
+        // Subjects and user names are chosen by whoever holds a certificate:
+        // logfmt quoting keeps them inside their own field.
+        let mut pairs = conn.pairs();
+        pairs
+            .add("bytes-in", up)
+            .add("bytes-out", down)
+            .add("duration", format_args!("{:.3}s", duration.as_secs_f64()))
+            .add(
+                "reason",
+                reason.as_ref().map_or("unknown", EndReason::token),
+            )
+            .add_some("detail", reason.as_ref().and_then(EndReason::detail));
+        log!(level, "session end: {pairs}");
         if let Some(hook) = self.hooks.session_end.as_mut() {
             hook(&SessionEnd {
                 client: conn.client_addr,

@@ -177,7 +177,9 @@ fn no_matching_rule_refuses_and_logs_subject_and_fingerprint() {
     let mut c = connect(daemon.addr, pki.client("nodns", Version::Tls13)).unwrap();
     let (_, ending) = read_to_end(&mut c);
     assert_eq!(ending, Ending::CloseNotify);
-    let line = daemon.wait_log("refused:", SOON).expect("refusal logged");
+    let line = daemon
+        .wait_log("reason=refused ", SOON)
+        .expect("refusal logged");
     assert!(line.contains("subject=\"CN=nodns\""), "{line}");
     assert!(line.contains("sha256="), "{line}");
     assert_eq!(backend.pending_accepts(), 0);
