@@ -17,6 +17,7 @@ use log::LevelFilter;
 use crate::backend::BackendAddr;
 use crate::header::{self, Accounts, HeaderKind};
 use crate::identity::{MapType, Rule};
+use crate::logging::LogOutput;
 use crate::session::{Limits, Tls12Close};
 
 /// Everything the server needs, validated.
@@ -41,6 +42,8 @@ pub struct Config {
     /// Largest plaintext per TLS record sent to clients.
     pub max_record: usize,
     pub log_level: LevelFilter,
+    /// Where the daemon's log lines go (the C library ignores this).
+    pub log_output: LogOutput,
 }
 
 /// A file named by an option, and where it was named, so that every error
@@ -132,6 +135,8 @@ const OPTIONS: &[OptionSpec] = &[
     OptionSpec { name: "max-sessions-per-ip", arg: "N", help: "sessions at once from one client address, 0 = no limit [0]" },
     OptionSpec { name: "max-record", arg: "BYTES", help: "largest plaintext per TLS record to clients (ncclient needs <= 4096) [4096]" },
     OptionSpec { name: "log-level", arg: "LEVEL", help: "off, error, warn, info, debug or trace; RUST_LOG overrides [info]" },
+    OptionSpec { name: "log-file", arg: "FILE", help: "append log lines to FILE instead of stderr; SIGUSR1 reopens it (logrotate)" },
+    OptionSpec { name: "syslog", arg: "[FACILITY]", help: "log to the local syslog (/dev/log) instead of stderr, as FACILITY (daemon, user, local0 ... local7) [daemon]" },
 ];
 
 /// The `--help` text, generated from the option table.
@@ -164,8 +169,9 @@ pub fn usage() -> String {
     }
     s.push_str(
         "\nSignals: SIGTERM/SIGINT stop accepting and end every session with close_notify;\n\
-         SIGHUP re-reads the config file, certificates, CRLs and identity rules for new sessions.\n\
-         Logs go to stderr, one line per session end.\n",
+         SIGHUP re-reads the config file, certificates, CRLs and identity rules for new sessions\n\
+         and applies the log options; SIGUSR1 reopens --log-file; SIGUSR2 logs the live sessions.\n\
+         Logs go to stderr unless --log-file or --syslog: a logfmt line when a session starts and when it ends.\n",
     );
     s
 }
@@ -237,10 +243,12 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
             Some((n, v)) => (n.to_string(), v.to_string()),
             None => {
                 known(flag).ok_or_else(|| unknown(flag))?;
-                let value = args
-                    .next()
-                    .filter(|v| !v.starts_with("--"))
-                    .ok_or_else(|| ConfigError(format!("--{flag}: missing value")))?;
+                let implied = OPTIONAL_VALUES.iter().find(|(n, _)| *n == flag);
+                let value = match (args.next_if(|v| !v.starts_with("--")), implied) {
+                    (Some(value), _) => value,
+                    (None, Some((_, value))) => value.to_string(),
+                    (None, None) => return Err(ConfigError(format!("--{flag}: missing value"))),
+                };
                 (flag.to_string(), value)
             }
         };
@@ -312,6 +320,9 @@ fn library_setting(name: &str, value: &str) -> Setting {
 /// Options that may be given several times, building a list.
 const REPEATABLE: &[&str] = &["listen", "map", "crl", "user-fields"];
 
+/// Options whose value may be left out on the command line, and what it then is.
+const OPTIONAL_VALUES: &[(&str, &str)] = &[("syslog", "daemon")];
+
 fn known(name: &str) -> Option<&'static OptionSpec> {
     OPTIONS.iter().find(|o| o.name == name)
 }
@@ -380,6 +391,8 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
     let mut max_sessions_per_ip = 0;
     let mut max_record = 4096;
     let mut log_level = LevelFilter::Info;
+    let mut log_file = None;
+    let mut syslog: Option<(LogOutput, &Setting)> = None;
 
     for s in settings {
         let v = s.value.as_str();
@@ -440,6 +453,8 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
                     ))
                 })?
             }
+            "log-file" => log_file = Some(path(s)?),
+            "syslog" => syslog = Some((LogOutput::syslog(v).map_err(|why| s.error(why))?, s)),
             other => return Err(unknown(other)),
         }
     }
@@ -465,6 +480,14 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
     if listen.is_empty() {
         listen.push("0.0.0.0:6513".parse().expect("valid default"));
     }
+    let log_output = match (log_file, syslog) {
+        (Some(_), Some((_, s))) => {
+            return Err(s.error("cannot be combined with log-file: log lines go to one place"))
+        }
+        (Some(file), None) => LogOutput::File(file),
+        (None, Some((output, _))) => output,
+        (None, None) => LogOutput::Stderr,
+    };
     Ok(Config {
         listen,
         backend,
@@ -481,6 +504,7 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
         max_sessions_per_ip,
         max_record,
         log_level,
+        log_output,
     })
 }
 
@@ -569,7 +593,17 @@ impl fmt::Display for Config {
             "max-sessions  {} (per address: {})",
             self.max_sessions, self.max_sessions_per_ip
         )?;
-        write!(f, "max-record    {}", self.max_record)
+        writeln!(f, "max-record    {}", self.max_record)?;
+        write!(
+            f,
+            "log-level     {}",
+            self.log_level.as_str().to_ascii_lowercase()
+        )?;
+        match &self.log_output {
+            LogOutput::Stderr => Ok(()),
+            LogOutput::File(file) => write!(f, "\nlog-file      {}", file.path.display()),
+            LogOutput::Syslog(facility) => write!(f, "\nsyslog        {facility}"),
+        }
     }
 }
 
@@ -772,6 +806,20 @@ mod tests {
         let err = check_setting("max-record", "9").unwrap_err();
         assert!(err.0.starts_with("max-record: \"9\""), "{}", err.0);
         assert!(check_setting("backend", "127.0.0.1:2023").is_ok());
+    }
+
+    #[test]
+    fn readme_options_table_lists_every_option() {
+        let readme = include_str!("../README.md");
+        let table: Vec<&str> = readme.lines().filter(|l| l.starts_with("| `--")).collect();
+        for o in OPTIONS {
+            let name = format!("`--{}", o.name);
+            assert!(
+                table.iter().any(|row| row.contains(&name)),
+                "README's options table lacks --{}",
+                o.name
+            );
+        }
     }
 
     #[test]

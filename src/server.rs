@@ -33,6 +33,8 @@ use crate::header;
 use crate::hooks::{debug, info, log, warn, Hooks, IdentityRequest, SessionEnd};
 use crate::identity::Peer;
 use crate::logfmt::Pairs;
+use crate::logging::{self, Logging};
+use crate::reload;
 use crate::session::{EndReason, Session, Side, Status, Stream};
 use crate::sys::{self, Signals};
 use crate::tls::Loaded;
@@ -163,6 +165,8 @@ pub struct Server {
     accept_limited: bool,
     stop_deadline: Option<Instant>,
     hooks: Hooks,
+    /// The daemon's logger (SIGUSR1, reloads); the C library has none.
+    logging: Option<Logging>,
 }
 
 impl Server {
@@ -202,6 +206,7 @@ impl Server {
             accept_limited: false,
             stop_deadline: None,
             hooks: Hooks::default(),
+            logging: None,
         })
     }
 
@@ -213,7 +218,9 @@ impl Server {
             .collect()
     }
 
-    /// Stops on SIGTERM/SIGINT and reloads on SIGHUP delivered through `signals`.
+    /// Acts on the signals delivered through `signals`: SIGTERM/SIGINT stop,
+    /// SIGHUP reloads, SIGUSR1 reopens the log file, SIGUSR2 lists the live
+    /// sessions. Only the first two end sessions.
     pub fn handle_signals(&mut self, mut signals: Signals) -> io::Result<()> {
         self.poll
             .registry()
@@ -290,12 +297,20 @@ impl Server {
     }
 
     fn read_signals(&mut self, now: Instant) {
-        let (mut stop, mut reload) = (false, false);
+        let (mut stop, mut reload, mut reopen, mut list) = (false, false, false, false);
         if let Some(signals) = &self.signals {
             while let Ok(Some(sig)) = signals.next() {
                 stop |= sig == libc::SIGTERM || sig == libc::SIGINT;
                 reload |= sig == libc::SIGHUP;
+                reopen |= sig == libc::SIGUSR1;
+                list |= sig == libc::SIGUSR2;
             }
+        }
+        if reopen {
+            self.reopen_log();
+        }
+        if list {
+            self.list_sessions(now);
         }
         if stop {
             info!("signal: stopping");
@@ -305,34 +320,87 @@ impl Server {
         }
     }
 
-    /// Replaces configuration, certificates and identity rules for new
-    /// sessions; live sessions keep what they started with. A broken new
-    /// configuration changes nothing.
+    /// SIGUSR1, for logrotate: lines go to a fresh file by the same name.
+    fn reopen_log(&mut self) {
+        match self.logging.as_ref().map(Logging::reopen) {
+            Some(Ok(Some(file))) => info!("SIGUSR1: reopened the log file {file}"),
+            Some(Err(e)) => warn!("SIGUSR1: {e}; still writing to the file as it was"),
+            Some(Ok(None)) | None => {
+                info!("SIGUSR1: no log file to reopen (not logging to a file)")
+            }
+        }
+    }
+
+    /// SIGUSR2: one line per live session, after a line with their count.
+    fn list_sessions(&self, now: Instant) {
+        info!("live sessions: count={}", self.live);
+        for conn in self.slots.iter().flatten() {
+            let (up, down) = conn.session.bytes();
+            let age = now.duration_since(conn.session.started());
+            let mut pairs = conn.pairs();
+            pairs
+                .add("state", conn.session.state())
+                .add("age", format_args!("{:.3}s", age.as_secs_f64()))
+                .add("bytes-in", up)
+                .add("bytes-out", down);
+            info!("live session: {pairs}");
+        }
+    }
+
+    /// SIGHUP: re-reads the configuration and its files, then applies them.
     fn reload(&mut self) {
         let Some(reloader) = self.reloader.as_mut() else {
             return;
         };
-        match reloader() {
-            Ok((config, tls)) => {
-                if config.listen != self.config.listen {
-                    warn!("reload: listen addresses change only on restart");
-                }
-                self.config = Config {
-                    listen: std::mem::take(&mut self.config.listen),
-                    ..config
-                };
-                self.tls = tls;
-                self.admission
-                    .set_limits(self.config.max_sessions, self.config.max_sessions_per_ip);
-                info!("reload: done; new sessions use the new configuration");
+        let result = reloader();
+        self.apply_reload(result);
+    }
+
+    /// Replaces configuration, certificates and identity rules for new
+    /// sessions (live sessions keep what they started with) and the log
+    /// level and destination; logs each option that changed and those that
+    /// wait for a restart. A broken new configuration changes nothing.
+    fn apply_reload(&mut self, result: Result<(Config, Loaded), String>) {
+        let (config, tls) = match result {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                warn!("reload failed, keeping the current configuration: {e}");
+                return;
             }
-            Err(e) => warn!("reload failed, keeping the current configuration: {e}"),
+        };
+        for change in reload::changes(&self.config, &config) {
+            if change.needs_restart() {
+                warn!("reload: {change} needs a restart; unchanged until then");
+            } else if change.option == "log-level" && logging::rust_log_overrides() {
+                info!("reload: changed: {change} (RUST_LOG is set and decides)");
+            } else {
+                info!("reload: changed: {change}");
+            }
+        }
+        self.config = Config {
+            listen: std::mem::take(&mut self.config.listen),
+            ..config
+        };
+        self.tls = tls;
+        self.admission
+            .set_limits(self.config.max_sessions, self.config.max_sessions_per_ip);
+        info!("reload: done; new sessions use the new configuration");
+        if let Some(logging) = &self.logging {
+            // Last, so that this reload's lines are where the old settings put them.
+            if let Err(e) = logging.apply(self.config.log_level, &self.config.log_output) {
+                warn!("reload: {e}; log lines still go where they went");
+            }
         }
     }
 
     /// Identity and session-end hooks for an embedder (the C library).
     pub fn set_hooks(&mut self, hooks: Hooks) {
         self.hooks = hooks;
+    }
+
+    /// The daemon's logger, for SIGUSR1 and for applying reloads.
+    pub fn set_logging(&mut self, logging: Logging) {
+        self.logging = Some(logging);
     }
 
     /// What SIGHUP calls to re-read the configuration and its files.

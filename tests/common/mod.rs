@@ -194,7 +194,8 @@ impl Daemon {
         Daemon::spawn_with(&all, pki.dir.path(), configure)
     }
 
-    fn spawn_with(args: &[String], cwd: &Path, configure: impl FnOnce(&mut Command)) -> Daemon {
+    /// Starts nctls with exactly `args`, in `cwd`, with `configure` applied first.
+    pub fn spawn_with(args: &[String], cwd: &Path, configure: impl FnOnce(&mut Command)) -> Daemon {
         let mut command = Command::new(env!("CARGO_BIN_EXE_nctls"));
         command
             .args(args)
