@@ -34,7 +34,7 @@ impl LogOutput {
         match syslog::Facility::from_str(&name) {
             Ok(_) if !name.starts_with("log_") => Ok(LogOutput::Syslog(name)),
             _ => Err(format!(
-                "{facility:?}: expected a syslog facility (daemon, user, auth, authpriv, local0 … local7, …)"
+                "{facility:?}: expected a syslog facility (daemon, user, auth, authpriv, local0 ... local7, ...)"
             )),
         }
     }

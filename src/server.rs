@@ -75,6 +75,22 @@ impl Backend {
     }
 }
 
+struct Conn {
+    /// Counted from 1 per process: joins a session's start and end lines.
+    id: u64,
+    session: Session,
+    client: TcpStream,
+    client_addr: SocketAddr,
+    backend: Backend,
+    /// The address the backend connection reached, once it is up.
+    backend_peer: Option<String>,
+    peer: Option<Peer>,
+    user: Option<String>,
+    verdict: Verdict,
+    /// This slot's entry in the timer set.
+    scheduled: Option<Instant>,
+}
+
 impl Conn {
     /// Who the session is: the fields its log lines start with (the
     /// unknown ones left out).
@@ -104,22 +120,6 @@ fn backend_peer(socket: &BackendStream) -> String {
         }),
     };
     peer.unwrap_or_else(|e| format!("unknown ({e})"))
-}
-
-struct Conn {
-    /// Counted from 1 per process: joins a session's start and end lines.
-    id: u64,
-    session: Session,
-    client: TcpStream,
-    client_addr: SocketAddr,
-    backend: Backend,
-    /// The address the backend connection reached, once it is up.
-    backend_peer: Option<String>,
-    peer: Option<Peer>,
-    user: Option<String>,
-    verdict: Verdict,
-    /// This slot's entry in the timer set.
-    scheduled: Option<Instant>,
 }
 
 /// Re-reads the configuration and loads its files, for SIGHUP.
