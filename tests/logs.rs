@@ -420,6 +420,22 @@ fn syslog_lines_arrive_with_facility_and_severity() {
         assert!(m.starts_with(start), "expected {start:?}: {messages:#?}");
     }
     assert!(messages[2].contains(" reason=refused "), "{messages:#?}");
+
+    // syslogd restarts: a new socket at the same path. The next line finds it.
+    drop(receiver);
+    std::fs::remove_file(dev.path().join("log")).unwrap();
+    let receiver = std::os::unix::net::UnixDatagram::bind(dev.path().join("log")).unwrap();
+    receiver.set_read_timeout(Some(SOON)).unwrap();
+    let client = one_session(addr, &pki, &backend);
+    let mut buf = vec![0u8; 65536];
+    let n = receiver
+        .recv(&mut buf)
+        .expect("a message after the restart");
+    let m = String::from_utf8_lossy(&buf[..n]);
+    assert!(
+        m.starts_with(&format!("{info}session start: session=3 client={client} ")),
+        "{m}"
+    );
     assert_eq!(daemon.stderr_after_exit(), "", "nothing on stderr");
 }
 
