@@ -25,8 +25,10 @@ PYTHON ?= python3
 VENV := target/venv
 LN2_CLIENT := target/interop/ln2-client
 # PyPI NETCONF clients for tests/netconf.rs, pinned: stock ncclient 0.7.x is
-# the one with bug #651 that --max-record's default works around.
-PY_CLIENTS := ncclient==0.7.1 netconf-client==3.6.0 netconf-console2==3.0.1 six==1.17.0
+# the one with bug #651 that --max-record's default works around. logfmtkv
+# (go-logfmt's rules) parses the session log lines in tests/logs.rs.
+PY_CLIENTS := ncclient==0.7.1 netconf-client==3.6.0 netconf-console2==3.0.1 six==1.17.0 \
+	logfmtkv==0.2.1
 
 DIST := target/dist
 # The libraries' profile: release (opt-level "s", ring at 3, LTO) but unwinding.
@@ -137,9 +139,12 @@ lint:
 
 # Third-party NETCONF clients the interop tests drive (.ci/run installs
 # python3-venv, libnetconf2-dev, libssh-dev, netconfd).
-venv: $(VENV)/.installed
+# The stamp names the package list, so a venv made before a change is completed.
+VENV_STAMP := $(VENV)/.installed-$(firstword $(shell echo '$(PY_CLIENTS)' | md5sum))
 
-$(VENV)/.installed:
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(PY_CLIENTS)
 	touch $@

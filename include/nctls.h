@@ -295,7 +295,8 @@ typedef struct nctls_session_info {
   const char *tls;
   nctls_close_reason reason;
   /*
-   The reason as the log says it, with details, e.g. `client-reset: ...`.
+   The reason's token, then `: ` and its detail when it has one, e.g.
+   `client-reset: Connection reset by peer (os error 104)`.
    */
   const char *reason_text;
   /*
@@ -331,8 +332,9 @@ const char *nctls_version(void);
 const char *nctls_result_str(uint32_t result);
 
 /*
- A static name for a close reason, as in the log lines (`backend-closed`,
- `client-close-notify`, ...). Thread-safe.
+ A static name for a close reason: the token of the log lines' `reason=`
+ (`backend-closed`, `client-close-notify`, `drain-timeout`, ...; README,
+ "Session log lines"). Thread-safe.
  */
 const char *nctls_close_reason_str(uint32_t reason);
 

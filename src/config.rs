@@ -18,6 +18,7 @@ use crate::addr;
 use crate::backend::BackendAddr;
 use crate::header::{self, Accounts, HeaderKind};
 use crate::identity::{MapType, Rule};
+use crate::logging::LogOutput;
 use crate::session::{Limits, Tls12Close};
 
 /// Everything the server needs, validated.
@@ -48,6 +49,8 @@ pub struct Config {
     /// Warn this many days before the server certificate, a CA or a CRL
     /// expires (at start, on reload and daily); 0: never.
     pub expiry_warning_days: u32,
+    /// Where the daemon's log lines go (the C library ignores this).
+    pub log_output: LogOutput,
 }
 
 /// A file named by an option, and where it was named, so that every error
@@ -141,6 +144,8 @@ const OPTIONS: &[OptionSpec] = &[
     OptionSpec { name: "tcp-keepalive", arg: "SECS", help: "TCP keepalive on client sockets: first probe after SECS idle, then 5 probes SECS/10 apart (1-75 s), 0 = off [300]" },
     OptionSpec { name: "log-level", arg: "LEVEL", help: "off, error, warn, info, debug or trace; RUST_LOG overrides [info]" },
     OptionSpec { name: "expiry-warning", arg: "DAYS", help: "warn at start, on reload and daily when the server certificate, a CA or a CRL expires within DAYS, 0 = never [30]" },
+    OptionSpec { name: "log-file", arg: "FILE", help: "append log lines to FILE instead of stderr; SIGUSR1 reopens it (logrotate)" },
+    OptionSpec { name: "syslog", arg: "[FACILITY]", help: "log to the local syslog (/dev/log) instead of stderr, as FACILITY (daemon, user, local0 ... local7) [daemon]" },
 ];
 
 /// The `--help` text, generated from the option table.
@@ -173,9 +178,10 @@ pub fn usage() -> String {
     }
     s.push_str(
         "\nSignals: SIGTERM/SIGINT stop accepting and end every session with close_notify;\n\
-         SIGHUP re-reads the config file, certificates, CRLs and identity rules and resolves the\n\
-         backend's name again, for new sessions.\n\
-         Logs go to stderr, one line per session end.\n",
+         SIGHUP re-reads the config file, certificates, CRLs and identity rules, resolves the\n\
+         backend's name again, for new sessions, and applies the log options; SIGUSR1 reopens\n\
+         --log-file; SIGUSR2 logs the live sessions.\n\
+         Logs go to stderr unless --log-file or --syslog: a logfmt line when a session starts and when it ends.\n",
     );
     s
 }
@@ -247,10 +253,12 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
             Some((n, v)) => (n.to_string(), v.to_string()),
             None => {
                 known(flag).ok_or_else(|| unknown(flag))?;
-                let value = args
-                    .next()
-                    .filter(|v| !v.starts_with("--"))
-                    .ok_or_else(|| ConfigError(format!("--{flag}: missing value")))?;
+                let implied = OPTIONAL_VALUES.iter().find(|(n, _)| *n == flag);
+                let value = match (args.next_if(|v| !v.starts_with("--")), implied) {
+                    (Some(value), _) => value,
+                    (None, Some((_, value))) => value.to_string(),
+                    (None, None) => return Err(ConfigError(format!("--{flag}: missing value"))),
+                };
                 (flag.to_string(), value)
             }
         };
@@ -322,6 +330,9 @@ fn library_setting(name: &str, value: &str) -> Setting {
 /// Options that may be given several times, building a list.
 const REPEATABLE: &[&str] = &["listen", "map", "crl", "user-fields"];
 
+/// Options whose value may be left out on the command line, and what it then is.
+const OPTIONAL_VALUES: &[(&str, &str)] = &[("syslog", "daemon")];
+
 fn known(name: &str) -> Option<&'static OptionSpec> {
     OPTIONS.iter().find(|o| o.name == name)
 }
@@ -392,6 +403,8 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
     let mut tcp_keepalive = Some(Duration::from_secs(300));
     let mut log_level = LevelFilter::Info;
     let mut expiry_warning_days = 30;
+    let mut log_file = None;
+    let mut syslog: Option<(LogOutput, &Setting)> = None;
 
     for s in settings {
         let v = s.value.as_str();
@@ -459,6 +472,8 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
                 })?
             }
             "expiry-warning" => expiry_warning_days = number(s, 0, 3650)? as u32,
+            "log-file" => log_file = Some(path(s)?),
+            "syslog" => syslog = Some((LogOutput::syslog(v).map_err(|why| s.error(why))?, s)),
             other => return Err(unknown(other)),
         }
     }
@@ -484,6 +499,14 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
     if listen.is_empty() {
         listen.push("0.0.0.0:6513".parse().expect("valid default"));
     }
+    let log_output = match (log_file, syslog) {
+        (Some(_), Some((_, s))) => {
+            return Err(s.error("cannot be combined with log-file: log lines go to one place"))
+        }
+        (Some(file), None) => LogOutput::File(file),
+        (None, Some((output, _))) => output,
+        (None, None) => LogOutput::Stderr,
+    };
     Ok(Config {
         listen,
         backend,
@@ -502,6 +525,7 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
         tcp_keepalive,
         log_level,
         expiry_warning_days,
+        log_output,
     })
 }
 
@@ -601,7 +625,18 @@ impl fmt::Display for Config {
             Some(t) => writeln!(f, "tcp-keepalive {}", t.as_secs())?,
             None => writeln!(f, "tcp-keepalive 0")?,
         }
-        write!(f, "expiry-warning {}", self.expiry_warning_days)
+        writeln!(f, "expiry-warning {}", self.expiry_warning_days)?;
+
+        write!(
+            f,
+            "log-level     {}",
+            self.log_level.as_str().to_ascii_lowercase()
+        )?;
+        match &self.log_output {
+            LogOutput::Stderr => Ok(()),
+            LogOutput::File(file) => write!(f, "\nlog-file      {}", file.path.display()),
+            LogOutput::Syslog(facility) => write!(f, "\nsyslog        {facility}"),
+        }
     }
 }
 
@@ -816,6 +851,20 @@ mod tests {
         let err = check_setting("max-record", "9").unwrap_err();
         assert!(err.0.starts_with("max-record: \"9\""), "{}", err.0);
         assert!(check_setting("backend", "127.0.0.1:2023").is_ok());
+    }
+
+    #[test]
+    fn readme_options_table_lists_every_option() {
+        let readme = include_str!("../README.md");
+        let table: Vec<&str> = readme.lines().filter(|l| l.starts_with("| `--")).collect();
+        for o in OPTIONS {
+            let name = format!("`--{}", o.name);
+            assert!(
+                table.iter().any(|row| row.contains(&name)),
+                "README's options table lacks --{}",
+                o.name
+            );
+        }
     }
 
     #[test]

@@ -159,7 +159,8 @@ pub struct nctls_session_info {
     /// TLS version and cipher suite, `-` if the handshake did not finish.
     pub tls: *const c_char,
     pub reason: nctls_close_reason,
-    /// The reason as the log says it, with details, e.g. `client-reset: ...`.
+    /// The reason's token, then `: ` and its detail when it has one, e.g.
+    /// `client-reset: Connection reset by peer (os error 104)`.
     pub reason_text: *const c_char,
     /// Plaintext bytes client -> backend.
     pub bytes_in: u64,
@@ -293,8 +294,9 @@ fn result_str(result: u32) -> &'static str {
     }
 }
 
-/// A static name for a close reason, as in the log lines (`backend-closed`,
-/// `client-close-notify`, ...). Thread-safe.
+/// A static name for a close reason: the token of the log lines' `reason=`
+/// (`backend-closed`, `client-close-notify`, `drain-timeout`, ...; README,
+/// "Session log lines"). Thread-safe.
 #[no_mangle]
 pub extern "C" fn nctls_close_reason_str(reason: u32) -> *const c_char {
     guard_or(std::ptr::null(), || reason_str(reason).as_ptr().cast())
@@ -306,16 +308,16 @@ fn reason_str(reason: u32) -> &'static str {
         1 => "backend-closed\0",
         2 => "backend-reset\0",
         3 => "client-close-notify\0",
-        4 => "client-eof-without-close-notify\0",
+        4 => "client-eof\0",
         5 => "client-reset\0",
         6 => "tls-error\0",
         7 => "handshake-failed\0",
-        8 => "timeout: handshake\0",
+        8 => "handshake-timeout\0",
         9 => "refused\0",
         10 => "backend-unreachable\0",
-        11 => "timeout: backend connect\0",
-        12 => "timeout: idle\0",
-        13 => "timeout: drain\0",
+        11 => "connect-timeout\0",
+        12 => "idle-timeout\0",
+        13 => "drain-timeout\0",
         14 => "shutdown\0",
         _ => "unknown close reason\0",
     }
@@ -1587,4 +1589,33 @@ pub unsafe extern "C" fn nctls_conn_free(conn: *mut nctls_conn) {
             drop(unsafe { Box::from_raw(conn) });
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_reason_names_are_the_log_tokens() {
+        let why = || "why".to_string();
+        for reason in [
+            EndReason::BackendClosed,
+            EndReason::BackendReset(why()),
+            EndReason::ClientCloseNotify,
+            EndReason::ClientEof,
+            EndReason::ClientReset(why()),
+            EndReason::TlsError(why()),
+            EndReason::HandshakeFailed(why()),
+            EndReason::HandshakeTimeout,
+            EndReason::Refused(why()),
+            EndReason::BackendUnreachable(why()),
+            EndReason::ConnectTimeout,
+            EndReason::IdleTimeout,
+            EndReason::DrainTimeout,
+            EndReason::Shutdown,
+        ] {
+            let name = reason_str(close_reason(Some(&reason)) as u32);
+            assert_eq!(name, format!("{}\0", reason.token()));
+        }
+    }
 }

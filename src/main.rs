@@ -1,9 +1,9 @@
 //! The `nctls` daemon: parse options, set up logging and signals, run.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use nctls::config::{self, Command, Config};
+use nctls::logging::Logging;
 use nctls::server::Server;
 use nctls::{sys, tls};
 
@@ -38,18 +38,38 @@ fn main() -> ExitCode {
 }
 
 fn run(config: Config, args: Vec<String>) -> Result<(), String> {
-    init_logging(config.log_level);
+    let logging = Logging::init(config.log_level, &config.log_output)?;
+    let result = serve(config, args, logging.clone());
+    if let Err(e) = &result {
+        // The operator reads the log file or syslog, not only stderr.
+        if !logging.is_stderr() {
+            log::error!("{e}");
+        }
+    }
+    result
+}
+
+fn serve(config: Config, args: Vec<String>, logging: Logging) -> Result<(), String> {
     let tls = tls::load(&config)?;
     match sys::raise_fd_limit() {
         Ok(n) => log::debug!("descriptor limit {n}"),
         Err(e) => log::warn!("cannot raise the descriptor limit: {e}"),
     }
-    let signals = sys::Signals::new(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
-        .map_err(|e| format!("cannot set up signal handling: {e}"))?;
+    // SIGPIPE stays ignored (Rust's runtime does that before main); these
+    // are the signals an operator sends, none of which may end a session.
+    let signals = sys::Signals::new(&[
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGHUP,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+    ])
+    .map_err(|e| format!("cannot set up signal handling: {e}"))?;
     let mut server = Server::bind(config, tls).map_err(|e| e.to_string())?;
     server
         .handle_signals(signals)
         .map_err(|e| format!("cannot watch signals: {e}"))?;
+    server.set_logging(logging);
     // SIGHUP: the same arguments again, so the config file and every file it
     // names are re-read and the backend's name resolved again (on a thread).
     server.set_reloader(std::sync::Arc::new(move || {
@@ -97,22 +117,6 @@ fn fingerprints(files: &[std::path::PathBuf]) -> Result<String, String> {
         .iter()
         .map(|file| nctls::identity::fingerprint_file(file))
         .collect()
-}
-
-fn init_logging(level: log::LevelFilter) {
-    env_logger::Builder::new()
-        .filter_level(level)
-        .parse_default_env()
-        .format(|buf, record| {
-            writeln!(
-                buf,
-                "{} nctls {}: {}",
-                buf.timestamp_millis(),
-                record.level(),
-                record.args()
-            )
-        })
-        .init();
 }
 
 fn fail(message: &str) -> ExitCode {

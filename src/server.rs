@@ -35,6 +35,9 @@ use crate::header;
 use crate::hooks::{debug, info, log, warn, Hooks, IdentityRequest, SessionEnd};
 use crate::identity::Peer;
 use crate::inventory::{self, Severity};
+use crate::logfmt::Pairs;
+use crate::logging::{self, Logging};
+use crate::reload;
 use crate::session::{EndReason, Session, Side, Status, Stream};
 use crate::sys::{self, Signals};
 use crate::tls::Loaded;
@@ -79,17 +82,39 @@ impl Backend {
 }
 
 struct Conn {
+    /// Counted from 1 per process: joins a session's start and end lines.
+    id: u64,
     session: Session,
     client: TcpStream,
     client_addr: SocketAddr,
     backend: Backend,
     /// Which backend address to try next; set once the client is admitted.
     dialer: Option<Dialer>,
+    /// The address the backend connection reached, once it is up.
+    backend_peer: Option<String>,
     peer: Option<Peer>,
     user: Option<String>,
     verdict: Verdict,
     /// This slot's entry in the timer set.
     scheduled: Option<Instant>,
+}
+
+impl Conn {
+    /// Who the session is: the fields its log lines start with (the
+    /// unknown ones left out).
+    fn pairs(&self) -> Pairs {
+        let mut pairs = Pairs::new();
+        let tls = self.session.tls_description();
+        pairs
+            .add("session", self.id)
+            .add("client", Show(self.client_addr))
+            .add_some("subject", self.peer.as_ref().map(|p| &p.subject))
+            .add_some("sha256", self.peer.as_ref().map(|p| &p.sha256))
+            .add_some("user", self.user.as_ref())
+            .add_some("tls", (tls != "-").then_some(tls))
+            .add_some("backend", self.backend_peer.as_ref());
+        pairs
+    }
 }
 
 /// What a reload computes: the new configuration (names resolved) and its
@@ -139,6 +164,8 @@ pub struct Server {
     stop_flag: Arc<AtomicBool>,
     waker: Arc<Waker>,
     slots: Vec<Option<Conn>>,
+    /// Sessions accepted so far (the last session number given).
+    sessions_started: u64,
     free: Vec<usize>,
     released: Vec<usize>,
     live: usize,
@@ -158,6 +185,8 @@ pub struct Server {
     expiry_check_every: Duration,
     /// Connections closed before sending a byte (health checks).
     silent_closes: u64,
+    /// The daemon's logger (SIGUSR1, reloads); the C library has none.
+    logging: Option<Logging>,
 }
 
 impl Server {
@@ -189,6 +218,7 @@ impl Server {
             stop_flag: Arc::new(AtomicBool::new(false)),
             waker,
             slots: Vec::new(),
+            sessions_started: 0,
             free: Vec::new(),
             released: Vec::new(),
             live: 0,
@@ -203,6 +233,7 @@ impl Server {
             expiry_check_at: None,
             expiry_check_every: EXPIRY_CHECK,
             silent_closes: 0,
+            logging: None,
         })
     }
 
@@ -214,7 +245,9 @@ impl Server {
             .collect()
     }
 
-    /// Stops on SIGTERM/SIGINT and reloads on SIGHUP delivered through `signals`.
+    /// Acts on the signals delivered through `signals`: SIGTERM/SIGINT stop,
+    /// SIGHUP reloads, SIGUSR1 reopens the log file, SIGUSR2 lists the live
+    /// sessions. Only the first two end sessions.
     pub fn handle_signals(&mut self, mut signals: Signals) -> io::Result<()> {
         self.poll
             .registry()
@@ -304,12 +337,20 @@ impl Server {
     }
 
     fn read_signals(&mut self, now: Instant) {
-        let (mut stop, mut reload) = (false, false);
+        let (mut stop, mut reload, mut reopen, mut list) = (false, false, false, false);
         if let Some(signals) = &self.signals {
             while let Ok(Some(sig)) = signals.next() {
                 stop |= sig == libc::SIGTERM || sig == libc::SIGINT;
                 reload |= sig == libc::SIGHUP;
+                reopen |= sig == libc::SIGUSR1;
+                list |= sig == libc::SIGUSR2;
             }
+        }
+        if reopen {
+            self.reopen_log();
+        }
+        if list {
+            self.list_sessions(now);
         }
         if stop {
             info!("signal: stopping");
@@ -359,26 +400,68 @@ impl Server {
         }
     }
 
-    /// Replaces configuration, certificates and identity rules for new
-    /// sessions; live sessions keep what they started with. A broken new
-    /// configuration changes nothing.
-    fn apply_reload(&mut self, result: ReloadResult) {
-        match result {
-            Ok((config, tls)) => {
-                if config.listen != self.config.listen {
-                    warn!("reload: listen addresses change only on restart");
-                }
-                self.config = Config {
-                    listen: std::mem::take(&mut self.config.listen),
-                    ..config
-                };
-                self.tls = tls;
-                self.admission
-                    .set_limits(self.config.max_sessions, self.config.max_sessions_per_ip);
-                info!("reload: done; new sessions use the new configuration");
-                self.check_files(true, Instant::now());
+    /// SIGUSR1, for logrotate: lines go to a fresh file by the same name.
+    fn reopen_log(&mut self) {
+        match self.logging.as_ref().map(Logging::reopen) {
+            Some(Ok(Some(file))) => info!("SIGUSR1: reopened the log file {file}"),
+            Some(Err(e)) => warn!("SIGUSR1: {e}; still writing to the file as it was"),
+            Some(Ok(None)) | None => {
+                info!("SIGUSR1: no log file to reopen (not logging to a file)")
             }
-            Err(e) => warn!("reload failed, keeping the current configuration: {e}"),
+        }
+    }
+
+    /// SIGUSR2: one line per live session, after a line with their count.
+    fn list_sessions(&self, now: Instant) {
+        info!("live sessions: count={}", self.live);
+        for conn in self.slots.iter().flatten() {
+            let (up, down) = conn.session.bytes();
+            let age = now.duration_since(conn.session.started());
+            let mut pairs = conn.pairs();
+            pairs
+                .add("state", conn.session.state())
+                .add("age", format_args!("{:.3}s", age.as_secs_f64()))
+                .add("bytes-in", up)
+                .add("bytes-out", down);
+            info!("live session: {pairs}");
+        }
+    }
+
+    /// Replaces configuration, certificates and identity rules for new
+    /// sessions (live sessions keep what they started with) and the log
+    /// level and destination; logs each option that changed and those that
+    /// wait for a restart. A broken new configuration changes nothing.
+    fn apply_reload(&mut self, result: ReloadResult) {
+        let (config, tls) = match result {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                warn!("reload failed, keeping the current configuration: {e}");
+                return;
+            }
+        };
+        for change in reload::changes(&self.config, &config) {
+            if change.needs_restart() {
+                warn!("reload: {change} needs a restart; unchanged until then");
+            } else if change.option == "log-level" && logging::rust_log_overrides() {
+                info!("reload: changed: {change} (RUST_LOG is set and decides)");
+            } else {
+                info!("reload: changed: {change}");
+            }
+        }
+        self.config = Config {
+            listen: std::mem::take(&mut self.config.listen),
+            ..config
+        };
+        self.tls = tls;
+        self.admission
+            .set_limits(self.config.max_sessions, self.config.max_sessions_per_ip);
+        info!("reload: done; new sessions use the new configuration");
+        self.check_files(true, Instant::now());
+        if let Some(logging) = &self.logging {
+            // Last, so that this reload's lines are where the old settings put them.
+            if let Err(e) = logging.apply(self.config.log_level, &self.config.log_output) {
+                warn!("reload: {e}; log lines still go where they went");
+            }
         }
     }
 
@@ -407,6 +490,11 @@ impl Server {
     /// Identity and session-end hooks for an embedder (the C library).
     pub fn set_hooks(&mut self, hooks: Hooks) {
         self.hooks = hooks;
+    }
+
+    /// The daemon's logger, for SIGUSR1 and for applying reloads.
+    pub fn set_logging(&mut self, logging: Logging) {
+        self.logging = Some(logging);
     }
 
     /// What SIGHUP runs, on a thread, to re-read the configuration and its
@@ -508,12 +596,15 @@ impl Server {
         }
         debug!("session from {}: accepted", Show(addr));
         let verdict = self.admission.decide(addr.ip());
+        self.sessions_started += 1;
         self.slots[slot] = Some(Conn {
+            id: self.sessions_started,
             session,
             client,
             client_addr: addr,
             backend: Backend::None,
             dialer: None,
+            backend_peer: None,
             peer: None,
             user: None,
             verdict,
@@ -547,8 +638,11 @@ impl Server {
                         std::mem::replace(&mut conn.backend, Backend::None)
                     {
                         socket.set_nodelay();
+                        conn.backend_peer = conn.dialer.as_ref().and_then(Dialer::current);
                         conn.backend = Backend::Connected(socket);
                     }
+                    // Admitted and connected: the session has begun.
+                    info!("session start: {}", conn.pairs());
                 }
                 conn.session.backend_connect_done(result, now);
             }
@@ -729,11 +823,6 @@ impl Server {
             );
         }
         let (up, down) = conn.session.bytes();
-        // The backend address that served, if one did.
-        let served = match conn.backend {
-            Backend::Connected(_) => conn.dialer.as_ref().and_then(Dialer::current),
-            _ => None,
-        };
         if conn.peer.is_none() {
             // A refused handshake: the certificate the client presented.
             conn.peer = conn.session.client_certificate().map(|c| Peer::of(c));
@@ -747,29 +836,26 @@ impl Server {
         };
         let peer = conn.peer.as_ref();
         let duration = now.duration_since(conn.session.started());
-        log!(
-            level,
-            // The subject is attacker-chosen text: quoted and escaped, so it
-            // cannot break the line or forge another.
-            "session end: client={} subject={:?} sha256={} user={} tls={} backend={} bytes-in={} bytes-out={} duration={:.3}s reason={}",
-            Show(conn.client_addr),
-            peer.map_or("-", |p| p.subject.as_str()),
-            peer.map_or("-", |p| p.sha256.as_str()),
-            conn.user.as_deref().unwrap_or("-"),
-            conn.session.tls_description(),
-            served.as_deref().unwrap_or("-"),
-            up,
-            down,
-            duration.as_secs_f64(),
-            reason.as_ref().map_or("unknown".to_string(), |r| r.to_string()),
-        );
+        // Subjects and user names are chosen by whoever holds a certificate:
+        // logfmt quoting keeps them inside their own field.
+        let mut pairs = conn.pairs();
+        pairs
+            .add("bytes-in", up)
+            .add("bytes-out", down)
+            .add("duration", format_args!("{:.3}s", duration.as_secs_f64()))
+            .add(
+                "reason",
+                reason.as_ref().map_or("unknown", EndReason::token),
+            )
+            .add_some("detail", reason.as_ref().and_then(EndReason::detail));
+        log!(level, "session end: {pairs}");
         if let Some(hook) = self.hooks.session_end.as_mut() {
             hook(&SessionEnd {
                 client: conn.client_addr,
                 peer,
                 user: conn.user.as_deref(),
                 tls: &conn.session.tls_description(),
-                backend: served.as_deref(),
+                backend: conn.backend_peer.as_deref(),
                 bytes_in: up,
                 bytes_out: down,
                 duration,

@@ -102,25 +102,49 @@ impl EndReason {
             EndReason::BackendClosed | EndReason::ClientCloseNotify | EndReason::Shutdown
         )
     }
+
+    /// The stable kebab-case word logged as `reason=` and returned by the C
+    /// API's `nctls_close_reason_str` (README, "Session log lines").
+    pub fn token(&self) -> &'static str {
+        match self {
+            EndReason::BackendClosed => "backend-closed",
+            EndReason::BackendReset(_) => "backend-reset",
+            EndReason::ClientCloseNotify => "client-close-notify",
+            EndReason::ClientEof => "client-eof",
+            EndReason::ClientReset(_) => "client-reset",
+            EndReason::TlsError(_) => "tls-error",
+            EndReason::HandshakeFailed(_) => "handshake-failed",
+            EndReason::HandshakeTimeout => "handshake-timeout",
+            EndReason::Refused(_) => "refused",
+            EndReason::BackendUnreachable(_) => "backend-unreachable",
+            EndReason::ConnectTimeout => "connect-timeout",
+            EndReason::IdleTimeout => "idle-timeout",
+            EndReason::DrainTimeout => "drain-timeout",
+            EndReason::Shutdown => "shutdown",
+        }
+    }
+
+    /// What happened in words (an OS or TLS error, why a client was
+    /// refused), for the ends whose token does not say it all.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            EndReason::BackendReset(why)
+            | EndReason::ClientReset(why)
+            | EndReason::TlsError(why)
+            | EndReason::HandshakeFailed(why)
+            | EndReason::Refused(why)
+            | EndReason::BackendUnreachable(why) => Some(why),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for EndReason {
+    /// `token` or `token: detail`, for people (the C API's `reason_text`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            EndReason::BackendClosed => write!(f, "backend-closed"),
-            EndReason::BackendReset(e) => write!(f, "backend-reset: {e}"),
-            EndReason::ClientCloseNotify => write!(f, "client-close-notify"),
-            EndReason::ClientEof => write!(f, "client-eof-without-close-notify"),
-            EndReason::ClientReset(e) => write!(f, "client-reset: {e}"),
-            EndReason::TlsError(e) => write!(f, "tls-error: {e}"),
-            EndReason::HandshakeFailed(e) => write!(f, "handshake-failed: {e}"),
-            EndReason::HandshakeTimeout => write!(f, "timeout: handshake"),
-            EndReason::Refused(e) => write!(f, "refused: {e}"),
-            EndReason::BackendUnreachable(e) => write!(f, "backend-unreachable: {e}"),
-            EndReason::ConnectTimeout => write!(f, "timeout: backend connect"),
-            EndReason::IdleTimeout => write!(f, "timeout: idle"),
-            EndReason::DrainTimeout => write!(f, "timeout: drain"),
-            EndReason::Shutdown => write!(f, "shutdown"),
+        match self.detail() {
+            Some(why) => write!(f, "{}: {why}", self.token()),
+            None => f.write_str(self.token()),
         }
     }
 }
@@ -436,6 +460,19 @@ impl Session {
 
     pub fn is_connecting(&self) -> bool {
         self.phase == Phase::Connecting
+    }
+
+    /// Where the session is, for listing live sessions (SIGUSR2):
+    /// `handshaking`, `connecting`, `relaying`, `closing` (its end has
+    /// begun) or `ended`.
+    pub fn state(&self) -> &'static str {
+        match self.phase {
+            Phase::Handshaking => "handshaking",
+            Phase::Connecting => "connecting",
+            Phase::Relaying if self.reason.is_none() => "relaying",
+            Phase::Relaying => "closing",
+            Phase::Ended => "ended",
+        }
     }
 
     pub fn end_reason(&self) -> Option<&EndReason> {

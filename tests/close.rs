@@ -356,7 +356,7 @@ fn row2_drain_timeout_is_logged_as_a_timeout() {
         let daemon = Daemon::start(&pki, &args);
         let (client, _) = drain_expires(&daemon, &backend, pki.client("admin", version));
         let line = end_line(&daemon, client);
-        assert_reason(&line, "timeout: drain");
+        assert_reason(&line, "drain-timeout");
         assert!(
             line.contains(" WARN: "),
             "a timeout is an error end: {line}"
@@ -483,22 +483,22 @@ fn vanish(how: Vanish, expected: &str) {
 
 #[test]
 fn row3_client_fin_without_close_notify_resets_backend() {
-    vanish(Vanish::Fin, "client-eof-without-close-notify");
+    vanish(Vanish::Fin, "client-eof");
 }
 
 #[test]
 fn row3_client_rst_resets_backend() {
-    vanish(Vanish::Rst, "client-reset: ");
+    vanish(Vanish::Rst, "client-reset");
 }
 
 #[test]
 fn row3_client_rst_with_unread_data_resets_backend() {
-    vanish(Vanish::RstUnread, "client-reset: ");
+    vanish(Vanish::RstUnread, "client-reset");
 }
 
 #[test]
 fn row3_client_tls_garbage_resets_backend() {
-    vanish(Vanish::Garbage, "tls-error: ");
+    vanish(Vanish::Garbage, "tls-error");
 }
 
 // ---------------------------------------------------------------------------
@@ -529,7 +529,7 @@ fn row4_backend_refused_gets_close_notify_and_daemon_keeps_serving() {
             // Answer it, as TLS clients do: nctls waits for that (or a FIN).
             send_close_notify(&mut client);
             let line = end_line(&daemon, local(&client));
-            assert_reason(&line, "backend-unreachable: ");
+            assert_reason(&line, "backend-unreachable");
             assert!(line.contains(" WARN: "), "{line}");
         }
     }
@@ -578,7 +578,7 @@ fn row4_backend_connect_timeout_gets_close_notify() {
         assert_between("connect timeout", took, secs(0.3), secs(3.0));
         send_close_notify(&mut client);
         let line = end_line(&daemon, local(&client));
-        assert_reason(&line, "timeout: backend connect");
+        assert_reason(&line, "connect-timeout");
     }
 }
 
@@ -619,7 +619,7 @@ fn refused_handshake(daemon: &Daemon, backend: &Backend, config: Arc<ClientConfi
     eprintln!("row5 {alert}: {outcome}");
     assert!(outcome.contains(alert), "expected alert {alert}: {outcome}");
     let line = end_line(daemon, addr);
-    assert_reason(&line, "handshake-failed: ");
+    assert_reason(&line, "handshake-failed");
     assert!(line.contains(" WARN: "), "{line}");
     assert_eq!(
         backend.pending_accepts(),
@@ -673,7 +673,7 @@ fn row5_handshake_failures_never_reach_the_backend() {
         "{end:?}"
     );
     let line = end_line(&daemon, tcp.local_addr().unwrap());
-    assert_reason(&line, "handshake-failed: ");
+    assert_reason(&line, "handshake-failed");
     assert_eq!(backend.pending_accepts(), 0);
 }
 
@@ -714,7 +714,7 @@ fn row6_handshake_timeout_drops_silent_clients_and_serves_others() {
         !daemon
             .log_lines()
             .iter()
-            .any(|l| l.contains("timeout: handshake")),
+            .any(|l| l.contains("handshake-timeout")),
         "the other sessions should have been served while the stalled ones waited ({:?})",
         started.elapsed()
     );
@@ -731,7 +731,7 @@ fn row6_handshake_timeout_drops_silent_clients_and_serves_others() {
         );
         assert_between(name, took, secs(0.3), secs(3.0));
         let line = end_line(&daemon, s.local_addr().unwrap());
-        assert_reason(&line, "timeout: handshake");
+        assert_reason(&line, "handshake-timeout");
     }
 }
 
@@ -1002,7 +1002,7 @@ fn header_unsafe_common_name_is_refused() {
             // Answer it, as TLS clients do: nctls waits for that (or a FIN).
             send_close_notify(&mut client);
             let line = end_line(&daemon, local(&client));
-            assert_reason(&line, "refused: ");
+            assert_reason(&line, "refused");
             assert!(line.contains(" WARN: "), "{line}");
             assert_eq!(backend.pending_accepts(), 0, "{version:?} CN={cn}");
         }
@@ -1033,7 +1033,7 @@ fn idle_timeout_closes_silent_sessions() {
         let (rest, eof) = read_plain_to_end(&mut b);
         assert!(eof && rest.is_empty(), "{version:?}: backend EOF");
         let line = end_line(&daemon, local(&client));
-        assert_reason(&line, "timeout: idle");
+        assert_reason(&line, "idle-timeout");
 
         // Busy for 1.2 s (a byte every 200 ms, alternating directions),
         // then silent.
@@ -1059,7 +1059,7 @@ fn idle_timeout_closes_silent_sessions() {
         assert_between("idle after traffic", quiet.elapsed(), secs(0.1), secs(3.0));
         send_close_notify(&mut client);
         let line = end_line(&daemon, local(&client));
-        assert_reason(&line, "timeout: idle");
+        assert_reason(&line, "idle-timeout");
         assert_eq!(end_field(&line, "bytes-in"), Some("3"), "{line}");
         assert_eq!(end_field(&line, "bytes-out"), Some("3"), "{line}");
     }

@@ -349,7 +349,7 @@ fn not_a_client_hello() {
         (
             "a truncated ClientHello",
             hello[..hello.len() / 2].to_vec(),
-            "timeout: handshake",
+            "handshake-timeout",
         ),
         (
             "a plaintext NETCONF hello",
@@ -381,7 +381,7 @@ fn not_a_client_hello() {
         );
         assert_reason(&line, reason);
         assert!(took < Duration::from_secs(3), "{what}: took {took:?}");
-        if reason == "timeout: handshake" {
+        if reason == "handshake-timeout" {
             assert!(took >= Duration::from_millis(900), "{what}: {took:?}");
             assert!(reply.is_empty(), "{what}: {reply:02x?}");
         } else {
@@ -526,7 +526,7 @@ fn two_hundred_silent_connections_time_out_while_others_are_served() {
     eprintln!("200 silent opened in {opened:?}; normal client served after {served_after:?}; daemon fds {held} (baseline {baseline})");
     assert!(
         daemon
-            .wait_log("timeout: handshake", Duration::ZERO)
+            .wait_log("handshake-timeout", Duration::ZERO)
             .is_none(),
         "the normal client was served only after silent ones timed out ({served_after:?})"
     );
@@ -555,7 +555,7 @@ fn two_hundred_silent_connections_time_out_while_others_are_served() {
     );
     assert!(last < Duration::from_secs(3), "closed late: {last:?}");
     daemon
-        .wait_logs("reason=timeout: handshake", 200, SOON)
+        .wait_logs("reason=handshake-timeout", 200, SOON)
         .expect("200 handshake timeouts logged");
     assert_eq!(backend.accepted(), 1);
     assert_recovered(&mut daemon, &pki, &backend, baseline);
@@ -812,7 +812,7 @@ fn backend_that_never_reads_blocks_the_client_not_memory() {
     eprintln!("pusher after the backend reset: {finished}");
     let line = end_line(&daemon, pusher_addr);
     assert!(
-        end_reason(&line).starts_with("backend-reset: "),
+        end_reason(&line) == "backend-reset",
         "the backend closed with unread bytes: {line}"
     );
     let other_addr = local(&other);
@@ -912,7 +912,7 @@ fn backend_reset_after_accept_is_never_logged_as_unreachable() {
         send_close_notify(&mut c);
         let line = end_line(&daemon, local(&c));
         let reason = end_reason(&line);
-        if !(reason.starts_with("backend-reset: ") || reason.starts_with("backend-closed")) {
+        if !(reason == "backend-reset" || reason == "backend-closed") {
             wrong.push(reason.to_string());
         }
     }
@@ -1202,9 +1202,12 @@ fn common_names_that_would_break_the_header_are_refused() {
     // Found by reason rather than by client address: a CN with a newline
     // splits its session-end line (see the test below).
     let refused = daemon
-        .wait_logs("reason=refused: ", names.len() * 2, SOON)
+        .wait_logs("reason=refused ", names.len() * 2, SOON)
         .unwrap_or_else(|| panic!("refusals not logged: {:#?}", daemon.log_lines()));
-    assert!(refused.iter().all(|l| l.contains("user=-")), "{refused:#?}");
+    assert!(
+        refused.iter().all(|l| end_field(l, "user").is_none()),
+        "{refused:#?}"
+    );
     assert_eq!(backend.accepted(), 0, "the backend was contacted");
     assert_served(&daemon, &pki, &backend);
     assert_eq!(backend.headers().len(), 1);
@@ -1227,7 +1230,7 @@ fn certificate_subject_cannot_forge_log_lines() {
     // Answer it, as TLS clients do: nctls waits for that (or a FIN).
     send_close_notify(&mut c);
     daemon
-        .wait_log("reason=refused: ", SOON)
+        .wait_log("reason=refused ", SOON)
         .expect("refusal logged");
     let lines = daemon.log_lines();
     let ends: Vec<&String> = lines
@@ -1240,7 +1243,8 @@ fn certificate_subject_cannot_forge_log_lines() {
         "one session, one session-end line: {lines:#?}"
     );
     assert!(
-        ends[0].contains(" reason=refused: ") && ends[0].contains(" client=127.0.0.1:"),
+        end_reason(ends[0]) == "refused"
+            && end_field(ends[0], "client").is_some_and(|c| c.starts_with("127.0.0.1:")),
         "{lines:#?}"
     );
     for line in &lines {
@@ -1281,7 +1285,7 @@ fn san_dns_name_with_an_embedded_nul_is_not_a_name() {
         send_close_notify(&mut c);
         let line = end_line(&daemon, addr);
         eprintln!("{version:?} san-dns-name only: {line}");
-        assert_reason(&line, "refused: ");
+        assert_reason(&line, "refused");
         assert_eq!(backend.accepted(), 0, "the backend was contacted");
         // A proper dNSName is still served.
         let mut c = connect(daemon.addr, client_config(&pki.ca, &good, version)).unwrap();

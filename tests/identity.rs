@@ -186,7 +186,9 @@ fn no_matching_rule_refuses_and_logs_subject_and_fingerprint() {
     assert_eq!(ending, Ending::CloseNotify);
     // Answer it, as TLS clients do: nctls waits for that (or a FIN).
     send_close_notify(&mut c);
-    let line = daemon.wait_log("refused:", SOON).expect("refusal logged");
+    let line = daemon
+        .wait_log("reason=refused ", SOON)
+        .expect("refusal logged");
     assert!(line.contains("subject=\"CN=nodns\""), "{line}");
     assert!(line.contains("sha256="), "{line}");
     assert_eq!(backend.pending_accepts(), 0);

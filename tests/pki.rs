@@ -724,7 +724,7 @@ fn old_tls_and_unsupported_client_keys_are_told_truthfully() {
             line.contains("ECDSA P-521 or RSA-PSS keys"),
             "{name} {version}: {line}"
         );
-        assert!(line.contains("subject=\"-\""), "{name} {version}: {line}");
+        assert!(!line.contains("subject="), "{name} {version}: {line}");
     }
     // In TLS 1.2 the P-521 client sends its certificate, which verifies;
     // its signature with that key cannot be checked.

@@ -195,7 +195,8 @@ impl Daemon {
         Daemon::spawn_with(&all, pki.dir.path(), configure)
     }
 
-    fn spawn_with(args: &[String], cwd: &Path, configure: impl FnOnce(&mut Command)) -> Daemon {
+    /// Starts nctls with exactly `args`, in `cwd`, with `configure` applied first.
+    pub fn spawn_with(args: &[String], cwd: &Path, configure: impl FnOnce(&mut Command)) -> Daemon {
         let mut command = Command::new(env!("CARGO_BIN_EXE_nctls"));
         command
             .args(args)
@@ -246,15 +247,21 @@ impl Daemon {
 
     /// Waits until `count` log lines contain `pattern`.
     pub fn wait_logs(&self, pattern: &str, count: usize, timeout: Duration) -> Option<Vec<String>> {
+        self.wait_lines(|l| l.contains(pattern), count, timeout)
+    }
+
+    /// Waits until `count` log lines satisfy `wanted`.
+    pub fn wait_lines(
+        &self,
+        wanted: impl Fn(&str) -> bool,
+        count: usize,
+        timeout: Duration,
+    ) -> Option<Vec<String>> {
         let deadline = Instant::now() + timeout;
         let (lock, cond) = &*self.log;
         let mut lines = lock.lock().unwrap();
         loop {
-            let found: Vec<String> = lines
-                .iter()
-                .filter(|l| l.contains(pattern))
-                .cloned()
-                .collect();
+            let found: Vec<String> = lines.iter().filter(|l| wanted(l)).cloned().collect();
             if found.len() >= count {
                 return Some(found);
             }
@@ -463,20 +470,103 @@ pub fn send_all(w: &mut impl Write, data: &[u8]) {
 impl Daemon {
     /// The `session end:` line of the client whose local address is `client`.
     pub fn session_end(&self, client: SocketAddr, timeout: Duration) -> Option<String> {
-        self.wait_log(&format!("session end: client={client} "), timeout)
+        let client = client.to_string();
+        self.wait_lines(
+            |l| l.contains(" session end: ") && end_field(l, "client") == Some(&client),
+            1,
+            timeout,
+        )
+        .map(|mut v| v.remove(0))
     }
 }
 
-/// The `reason=` of a `session end:` line (everything after it).
-pub fn end_reason(line: &str) -> &str {
-    line.split_once(" reason=").map_or("", |(_, r)| r)
+/// The `key=value` pairs of a log line, in order; a value keeps its quotes
+/// and escapes (see `logfmt_unquote`), and a word without `=` (the
+/// timestamp, the message) has an empty value. A logfmt tokenizer, so text
+/// inside a quoted value is never taken for a field.
+pub fn log_pairs(line: &str) -> Vec<(&str, &str)> {
+    let mut pairs = Vec::new();
+    let bytes = line.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b' ' {
+            i += 1;
+            continue;
+        }
+        let key_start = i;
+        while i < bytes.len() && bytes[i] != b' ' && bytes[i] != b'=' {
+            i += 1;
+        }
+        let key = &line[key_start..i];
+        if i >= bytes.len() || bytes[i] != b'=' {
+            pairs.push((key, ""));
+            continue;
+        }
+        i += 1;
+        let value_start = i;
+        if i < bytes.len() && bytes[i] == b'"' {
+            i += 1;
+            while i < bytes.len() && bytes[i] != b'"' {
+                i += if bytes[i] == b'\\' { 2 } else { 1 };
+            }
+            i = (i + 1).min(bytes.len());
+        } else {
+            while i < bytes.len() && bytes[i] != b' ' {
+                i += 1;
+            }
+        }
+        pairs.push((key, &line[value_start..i]));
+    }
+    pairs
 }
 
-/// A space-free `NAME=value` field of a `session end:` line.
+/// A quoted logfmt value's text (`\"`, `\\`, `\n`, `\t`, `\r`, `\uXXXX`);
+/// a bare value as it is.
+pub fn logfmt_unquote(raw: &str) -> String {
+    let Some(inner) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) else {
+        return raw.to_string();
+    };
+    // UTF-16 units: code points above U+FFFF arrive as surrogate pairs, as in JSON.
+    let mut units: Vec<u16> = Vec::new();
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        let c = if c != '\\' {
+            c
+        } else {
+            match chars.next() {
+                Some('n') => '\n',
+                Some('t') => '\t',
+                Some('r') => '\r',
+                Some('u') => {
+                    let hex: String = chars.by_ref().take(4).collect();
+                    units.push(u16::from_str_radix(&hex, 16).expect("\\uXXXX"));
+                    continue;
+                }
+                Some(other) => other,
+                None => break,
+            }
+        };
+        units.extend(c.encode_utf16(&mut [0; 2]).iter());
+    }
+    String::from_utf16(&units).expect("valid UTF-16")
+}
+
+/// The raw value of `name` in a log line (quotes included, see `log_pairs`).
 pub fn end_field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
-    let start = line.find(&format!(" {name}="))? + name.len() + 2;
-    let rest = &line[start..];
-    Some(rest.split(' ').next().unwrap_or(rest))
+    log_pairs(line)
+        .into_iter()
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+/// The `reason=` token of a `session end:` line.
+pub fn end_reason(line: &str) -> &str {
+    end_field(line, "reason").unwrap_or("")
+}
+
+/// The `detail=` of a `session end:` line, unquoted; empty without one.
+pub fn end_detail(line: &str) -> String {
+    end_field(line, "detail").map_or(String::new(), logfmt_unquote)
 }
 
 impl Backend {
@@ -606,10 +696,7 @@ pub fn end_line(daemon: &Daemon, client: SocketAddr) -> String {
 }
 
 pub fn assert_reason(line: &str, expected: &str) {
-    assert!(
-        end_reason(line).starts_with(expected),
-        "expected reason {expected:?}: {line}"
-    );
+    assert_eq!(end_reason(line), expected, "{line}");
 }
 
 /// The daemon's open descriptors, from /proc.
