@@ -115,7 +115,7 @@ const OPTIONS: &[OptionSpec] = &[
     OptionSpec { name: "min-tls", arg: "1.2|1.3", help: "oldest TLS version accepted [1.2]" },
     OptionSpec { name: "user", arg: "NAME", help: "every verified client is this user (the GnuTLS demo's behaviour); same as --map '* specified NAME'" },
     OptionSpec { name: "map", arg: "RULE", help: "cert-to-name rule 'FINGERPRINT MAP-TYPE [NAME]', repeatable, tried in order [* common-name]" },
-    OptionSpec { name: "header", arg: "confd|ncx[:PORT]|none", help: "session header written to the backend first: ConfD's, yuma123 netconfd's <ncx-connect> (PORT from its --port list, default 830), or none [confd]" },
+    OptionSpec { name: "header", arg: "confd|confd-b64|ncx[:PORT]|none", help: "session header written to the backend first: ConfD's, ConfD's with the user name in base64 (any name), yuma123 netconfd's <ncx-connect> (PORT from its --port list, default 830), or none [confd]" },
     OptionSpec { name: "proto", arg: "NAME", help: "header field PROTO [ssh]" },
     OptionSpec { name: "uid", arg: "N", help: "header field UID [9000]" },
     OptionSpec { name: "gid", arg: "N", help: "header field GID [100]" },
@@ -273,7 +273,7 @@ fn assemble(direct: Vec<Setting>) -> Result<Config, ConfigError> {
         }
     }
     settings.extend(direct);
-    build(&settings)
+    build(&settings, Scope::Whole)
 }
 
 /// Checks one `name = value` setting on its own, as the C library's
@@ -284,7 +284,7 @@ pub(crate) fn check_setting(name: &str, value: &str) -> Result<(), ConfigError> 
     if name == "config" {
         return read_file(value).map(drop);
     }
-    build(&[library_setting(name, value)]).map(drop)
+    build(&[library_setting(name, value)], Scope::OneSetting).map(drop)
 }
 
 /// Builds a configuration from `name = value` pairs in order, with the same
@@ -356,7 +356,16 @@ fn parse_file(path: &str, text: &str) -> Result<Vec<Setting>, ConfigError> {
     Ok(settings)
 }
 
-fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
+/// How much of the configuration [`build`] sees.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// All of it: checks that combine options apply too.
+    Whole,
+    /// One setting alone (`nctls_config_set`): only what it says by itself.
+    OneSetting,
+}
+
+fn build(settings: &[Setting], scope: Scope) -> Result<Config, ConfigError> {
     let mut listen = Vec::new();
     let mut backend = BackendAddr::Tcp("127.0.0.1:2023".parse().expect("valid default"));
     let mut cert = FileOption::default_for("cert", "x509-server.pem");
@@ -394,7 +403,7 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
             "key" => key = path(s)?,
             "ca" => ca = path(s)?,
             "user" => {
-                header::check_user(v)
+                header::check_name(v)
                     .map_err(|why| s.error(format!("{v:?} cannot be a user name: {why}")))?;
                 fixed_user = Some(s);
             }
@@ -402,7 +411,7 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
                 accounts.defaults.set(name, v).map_err(|why| s.error(why))?
             }
             "user-fields" => user_fields.push(s),
-            "map" => rules.push(Rule::parse(v).map_err(|why| s.error(why))?),
+            "map" => rules.push((Rule::parse(v).map_err(|why| s.error(why))?, s)),
             "crl" => crls.push(path(s)?),
             "min-tls" => {
                 min_tls = match v {
@@ -413,7 +422,9 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
             }
             "header" => {
                 header = HeaderKind::parse(v).ok_or_else(|| {
-                    s.error(format!("{v:?}: expected confd, ncx, ncx:PORT or none"))
+                    s.error(format!(
+                        "{v:?}: expected confd, confd-b64, ncx, ncx:PORT or none"
+                    ))
                 })?
             }
             "handshake-timeout" => limits.handshake_timeout = seconds(s, false)?,
@@ -443,24 +454,44 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
             other => return Err(unknown(other)),
         }
     }
+    // Per-user fields start from the final defaults, wherever those were set.
+    let mut named = Vec::new();
+    for s in user_fields {
+        accounts.add_user(&s.value).map_err(|why| s.error(why))?;
+        named.extend(accounts.users.last().map(|(name, _)| (name.clone(), s)));
+    }
     let identity =
         match (fixed_user, rules.is_empty()) {
             (Some(user), false) => return Err(user.error(
                 "cannot be combined with --map (add '* specified NAME' as the last rule instead)",
             )),
-            (Some(user), true) => vec![Rule {
-                fingerprint: None,
-                map: MapType::Specified(user.value.clone()),
-            }],
+            (Some(user), true) => {
+                named.push((user.value.clone(), user));
+                vec![Rule {
+                    fingerprint: None,
+                    map: MapType::Specified(user.value.clone()),
+                }]
+            }
             (None, true) => vec![Rule {
                 fingerprint: None,
                 map: MapType::CommonName,
             }],
-            (None, false) => rules,
+            (None, false) => {
+                for (rule, s) in &rules {
+                    if let MapType::Specified(name) = &rule.map {
+                        named.push((name.clone(), s));
+                    }
+                }
+                rules.into_iter().map(|(rule, _)| rule).collect()
+            }
         };
-    // Per-user fields start from the final defaults, wherever those were set.
-    for s in user_fields {
-        accounts.add_user(&s.value).map_err(|why| s.error(why))?;
+    // Names known now must fit the header (which may be set after them).
+    if scope == Scope::Whole {
+        for (name, s) in named {
+            header
+                .check_account(&name, accounts.fields_for(&name))
+                .map_err(|why| s.error(why))?;
+        }
     }
     if listen.is_empty() {
         listen.push("0.0.0.0:6513".parse().expect("valid default"));
@@ -658,7 +689,7 @@ mod tests {
             ),
             (
                 &["--header", "xml"],
-                "--header: \"xml\": expected confd, ncx, ncx:PORT or none",
+                "--header: \"xml\": expected confd, confd-b64, ncx, ncx:PORT or none",
             ),
             (
                 &["--max-sessions", "0"],
@@ -693,7 +724,7 @@ mod tests {
             value: "7".into(),
             origin: Origin::CommandLine,
         });
-        let c = build(&settings).unwrap();
+        let c = build(&settings, Scope::Whole).unwrap();
         assert_eq!(c.identity, vec![Rule::parse("* specified oper").unwrap()]);
         assert_eq!(c.max_sessions, 7);
         assert_eq!(
@@ -711,8 +742,63 @@ mod tests {
         let err = parse_file("a.conf", "colour = red").err().unwrap();
         assert_eq!(err.0, "a.conf:1: unknown option \"colour\"");
         let settings = parse_file("a.conf", "\n\nmax-record = 9").unwrap();
-        let err = build(&settings).unwrap_err();
+        let err = build(&settings, Scope::Whole).unwrap_err();
         assert!(err.0.starts_with("a.conf:3: max-record:"), "{}", err.0);
+    }
+
+    fn user_of(c: &Config) -> &str {
+        match c.identity.as_slice() {
+            [Rule {
+                fingerprint: None,
+                map: MapType::Specified(user),
+            }] => user,
+            other => panic!("not one user: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_header_decides_which_names_fit() {
+        let odd = "a;b]\n\u{fc}";
+        let err = run(&["--user", odd]).unwrap_err();
+        let want = "--user: \"a;b]\\n\u{fc}\" cannot be a user name: contains ';'";
+        assert!(err.0.starts_with(want), "{}", err.0);
+        // confd-b64 carries the name, but HOMEDIR repeats it by default.
+        let err = run(&["--user", odd, "--header", "confd-b64"]).unwrap_err();
+        let want = "its HOMEDIR \"/var/confd/homes/a;b]";
+        assert!(err.0.contains(want), "{}", err.0);
+        let c = run(&["--user", odd, "--header", "confd-b64", "--home", "/h"]).unwrap();
+        assert_eq!(user_of(&c), odd);
+        let c = run(&[
+            "--map",
+            "* specified x;y",
+            "--header",
+            "confd-b64",
+            "--home",
+            "/h",
+        ])
+        .unwrap();
+        assert_eq!(c.identity[0].to_string(), "* specified x;y");
+        let err = run(&["--map", "* specified x;y"]).unwrap_err();
+        assert!(
+            err.0.starts_with("--map: \"x;y\" cannot be a user name"),
+            "{}",
+            err.0
+        );
+        let err = run(&["--user-fields", "x;y uid=1"]).unwrap_err();
+        assert!(err.0.starts_with("--user-fields: \"x;y\""), "{}", err.0);
+        assert!(run(&["--user-fields", "x;y uid=1", "--header", "none"]).is_ok());
+        // NUL never fits.
+        assert!(run(&["--user", "a\0b", "--header", "confd-b64", "--home", "/h"]).is_err());
+        // The C library checks one setting before it knows the header.
+        assert!(check_setting("user", "a;b").is_ok());
+        let pair = |n: &str, v: &str| (n.to_string(), v.to_string());
+        assert!(from_pairs(&[pair("user", "a;b")]).is_err());
+        let b64 = [
+            pair("user", "a;b"),
+            pair("header", "confd-b64"),
+            pair("home", "/h"),
+        ];
+        assert!(from_pairs(&b64).is_ok());
     }
 
     #[test]

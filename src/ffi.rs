@@ -839,7 +839,8 @@ fn identity_hook(
         let name = name
             .to_str()
             .map_err(|_| "the identity callback's user name is not UTF-8".to_string())?;
-        header::check_user(name)
+        // Whether the header can carry it is checked when the header is built.
+        header::check_name(name)
             .map_err(|why| format!("the identity callback's user name {name:?}: {why}"))?;
         Ok(name.to_string())
     }))
@@ -1293,7 +1294,7 @@ pub unsafe extern "C" fn nctls_conn_set_user(
             conn.error = c_text("user: not UTF-8");
             return nctls_result::InvalidParameter;
         };
-        if let Err(why) = header::check_user(name) {
+        if let Err(why) = conn.built.config.header.check_user(name) {
             conn.error = c_text(&format!("user {name:?}: {why}"));
             return nctls_result::InvalidParameter;
         }
