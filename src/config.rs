@@ -8,13 +8,14 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use log::LevelFilter;
 
 use crate::backend::BackendAddr;
+use crate::config_file;
 use crate::header::{self, Accounts, HeaderKind};
 use crate::identity::{MapType, Rule};
 use crate::session::{Limits, Tls12Close};
@@ -105,7 +106,7 @@ struct OptionSpec {
 
 /// The options taking a value, in `--help` order (the flags are listed in `usage`).
 const OPTIONS: &[OptionSpec] = &[
-    OptionSpec { name: "config", arg: "FILE", help: "read `name = value` lines (same names as these options); the command line wins" },
+    OptionSpec { name: "config", arg: "FILE", help: "read `name = value` lines (same names as these options, # comments, '...' or \"...\" values, relative paths from the file's directory); the command line wins" },
     OptionSpec { name: "listen", arg: "ADDR:PORT", help: "TLS address to listen on, repeatable, IPv6 as [::]:6513 [0.0.0.0:6513]" },
     OptionSpec { name: "backend", arg: "HOST:PORT|unix:PATH", help: "the NETCONF server's plain TCP port (ConfD's netconf tcp transport) or unix socket [127.0.0.1:2023]" },
     OptionSpec { name: "cert", arg: "FILE", help: "server certificate chain, PEM [x509-server.pem]" },
@@ -155,7 +156,7 @@ pub fn usage() -> String {
     for (flag, help) in [
         (
             "--check",
-            "load and validate everything, print what would run, exit 0 or 1",
+            "load and validate everything, print the effective configuration as a config file, exit 0 or 1",
         ),
         ("--version", "print the version"),
         ("--help", "print this help"),
@@ -192,6 +193,16 @@ impl Setting {
             Origin::CommandLine => format!("--{}", self.name),
             Origin::File(file, line) => format!("{file}:{line}: {}", self.name),
             Origin::Library => self.name.clone(),
+        }
+    }
+
+    /// A path as this setting names it: in a config file, a relative path is
+    /// relative to the file's directory (the working directory is `/` under
+    /// systemd, and unrelated to where the file lives).
+    fn resolve(&self, path: &Path) -> PathBuf {
+        match &self.origin {
+            Origin::File(file, _) => Path::new(file).parent().unwrap_or(Path::new("")).join(path),
+            Origin::CommandLine | Origin::Library => path.to_path_buf(),
         }
     }
 
@@ -326,31 +337,32 @@ fn read_file(path: &str) -> Result<Vec<Setting>, ConfigError> {
     parse_file(path, &text)
 }
 
+/// The settings of a config file, in order (syntax: `config_file`). A
+/// single-valued option may appear once; repeatable ones build a list.
 fn parse_file(path: &str, text: &str) -> Result<Vec<Setting>, ConfigError> {
-    let mut settings = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
+    let mut settings: Vec<Setting> = Vec::new();
+    let mut first_line: Vec<(&str, usize)> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let number = i + 1;
+        let at = |why: String| ConfigError(format!("{path}:{number}: {why}"));
+        let Some((name, raw)) = config_file::split(line).map_err(at)? else {
             continue;
-        }
-        let at = |why: String| ConfigError(format!("{path}:{}: {why}", i + 1));
-        let (name, value) = line
-            .split_once('=')
-            .ok_or_else(|| at(format!("expected `name = value`, found {line:?}")))?;
-        let name = name.trim();
+        };
         if name == "config" {
             return Err(at("a config file cannot include another".into()));
         }
         known(name).ok_or_else(|| at(format!("unknown option {name:?}")))?;
-        let value = value.trim();
-        let value = value
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .unwrap_or(value);
+        let value = config_file::value(raw).map_err(|why| at(format!("{name}: {why}")))?;
+        if !REPEATABLE.contains(&name) {
+            if let Some((_, first)) = first_line.iter().find(|(n, _)| *n == name) {
+                return Err(at(format!("{name}: already set at line {first}")));
+            }
+            first_line.push((name, number));
+        }
         settings.push(Setting {
             name: name.to_string(),
-            value: value.to_string(),
-            origin: Origin::File(path.to_string(), i + 1),
+            value,
+            origin: Origin::File(path.to_string(), number),
         });
     }
     Ok(settings)
@@ -398,7 +410,12 @@ fn build(settings: &[Setting], scope: Scope) -> Result<Config, ConfigError> {
                 v.parse()
                     .map_err(|_| s.error(format!("{v:?} is not IP:PORT (IPv6 as [::]:6513)")))?,
             ),
-            "backend" => backend = BackendAddr::parse(v).map_err(|why| s.error(why))?,
+            "backend" => {
+                backend = match BackendAddr::parse(v).map_err(|why| s.error(why))? {
+                    BackendAddr::Unix(socket) => BackendAddr::Unix(s.resolve(&socket)),
+                    tcp => tcp,
+                }
+            }
             "cert" => cert = path(s)?,
             "key" => key = path(s)?,
             "ca" => ca = path(s)?,
@@ -520,7 +537,7 @@ fn path(s: &Setting) -> Result<FileOption, ConfigError> {
         return Err(s.error("empty file name"));
     }
     Ok(FileOption {
-        path: PathBuf::from(&s.value),
+        path: s.resolve(Path::new(&s.value)),
         origin: s.origin(),
     })
 }
@@ -548,59 +565,128 @@ fn number(s: &Setting, min: usize, max: usize) -> Result<usize, ConfigError> {
 }
 
 impl fmt::Display for Config {
-    /// What `--check` prints: the effective configuration.
+    /// What `--check` prints: the effective configuration in config-file
+    /// syntax, every option of the table in its order, defaults included,
+    /// values quoted where needed and paths made absolute, so that the text
+    /// saved anywhere is a config file for this same configuration. An
+    /// option without a value shows as a `# name: none` comment.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let listen: Vec<String> = self.listen.iter().map(|a| a.to_string()).collect();
-        writeln!(f, "listen        {}", listen.join(" "))?;
-        writeln!(f, "backend       {}", self.backend)?;
-        writeln!(f, "cert          {}", self.cert.path.display())?;
-        writeln!(f, "key           {}", self.key.path.display())?;
-        writeln!(f, "ca            {}", self.ca.path.display())?;
-        for crl in &self.crls {
-            writeln!(f, "crl           {}", crl.path.display())?;
+        let mut out = Printer(f);
+        // `--config` is left out: this text is the configuration itself.
+        for addr in &self.listen {
+            out.set("listen", &addr.to_string())?;
         }
-        writeln!(
-            f,
-            "min-tls       {}",
-            match self.min_tls {
-                MinTls::V12 => "1.2",
-                MinTls::V13 => "1.3",
+        match &self.backend {
+            BackendAddr::Unix(socket) => {
+                out.set("backend", &format!("unix:{}", absolute(socket).display()))?
             }
-        )?;
-        for rule in &self.identity {
-            writeln!(f, "map           {rule}")?;
+            tcp => out.set("backend", &tcp.to_string())?,
         }
-        writeln!(f, "header        {}", self.header)?;
-        let d = &self.accounts.defaults;
-        writeln!(
-            f,
-            "fields        proto={} uid={} gid={} subgids={} home={} groups={}",
-            d.proto, d.uid, d.gid, d.subgids, d.home, d.groups
-        )?;
-        for (user, u) in &self.accounts.users {
-            writeln!(
-                f,
-                "user-fields   {user} proto={} uid={} gid={} subgids={} home={} groups={}",
-                u.proto, u.uid, u.gid, u.subgids, u.home, u.groups
-            )?;
+        out.path("cert", &self.cert)?;
+        out.path("key", &self.key)?;
+        out.path("ca", &self.ca)?;
+        for crl in &self.crls {
+            out.path("crl", crl)?;
         }
+        out.none_if(self.crls.is_empty(), "crl")?;
+        let min_tls = match self.min_tls {
+            MinTls::V12 => "1.2",
+            MinTls::V13 => "1.3",
+        };
+        out.set("min-tls", min_tls)?;
+        // `user NAME` is the single rule `* specified NAME`; shown as
+        // `user`, since a map rule cannot hold a name with whitespace.
+        match self.identity.as_slice() {
+            [Rule {
+                fingerprint: None,
+                map: MapType::Specified(user),
+            }] => {
+                out.set("user", user)?;
+                out.none_if(true, "map")?;
+            }
+            rules => {
+                out.none_if(true, "user")?;
+                for rule in rules {
+                    out.set("map", &rule.to_string())?;
+                }
+            }
+        }
+        out.set("header", &self.header.to_string())?;
+        let defaults = &self.accounts.defaults;
+        for field in header::FIELD_NAMES {
+            out.set(field, &defaults.get(field).unwrap_or_default())?;
+        }
+        for (user, fields) in &self.accounts.users {
+            let mut words = vec![user.clone()];
+            words.extend(fields.differences(defaults));
+            out.set("user-fields", &words.join(" "))?;
+        }
+        out.none_if(self.accounts.users.is_empty(), "user-fields")?;
         let l = &self.limits;
-        writeln!(
-            f,
-            "timeouts      handshake {:?}, connect {:?}, idle {}, drain {:?}",
-            l.handshake_timeout,
-            l.connect_timeout,
-            l.idle_timeout
-                .map_or("off".to_string(), |t| format!("{t:?}")),
-            l.drain_timeout
-        )?;
-        writeln!(f, "tls12-close   {:?}", l.tls12_close)?;
-        writeln!(
-            f,
-            "max-sessions  {} (per address: {})",
-            self.max_sessions, self.max_sessions_per_ip
-        )?;
-        write!(f, "max-record    {}", self.max_record)
+        out.set("handshake-timeout", &secs(l.handshake_timeout))?;
+        out.set("connect-timeout", &secs(l.connect_timeout))?;
+        out.set("idle-timeout", &secs(l.idle_timeout.unwrap_or_default()))?;
+        out.set("drain-timeout", &secs(l.drain_timeout))?;
+        let tls12_close = match l.tls12_close {
+            Tls12Close::Strict => "strict",
+            Tls12Close::HalfClose => "half-close",
+        };
+        out.set("tls12-close", tls12_close)?;
+        out.set("max-sessions", &self.max_sessions.to_string())?;
+        out.set("max-sessions-per-ip", &self.max_sessions_per_ip.to_string())?;
+        out.set("max-record", &self.max_record.to_string())?;
+        out.set("log-level", level_name(self.log_level))
+    }
+}
+
+/// Writes config-file lines.
+struct Printer<'a, 'b>(&'a mut fmt::Formatter<'b>);
+
+impl Printer<'_, '_> {
+    fn set(&mut self, name: &str, value: &str) -> fmt::Result {
+        writeln!(self.0, "{name} = {}", config_file::quote(value))
+    }
+
+    fn path(&mut self, name: &str, file: &FileOption) -> fmt::Result {
+        self.set(name, &absolute(&file.path).display().to_string())
+    }
+
+    /// A comment line for an option without a value.
+    fn none_if(&mut self, none: bool, name: &str) -> fmt::Result {
+        match none {
+            true => writeln!(self.0, "# {name}: none"),
+            false => Ok(()),
+        }
+    }
+}
+
+/// Seconds as `--handshake-timeout` takes them, exactly: `10`, `0.25`.
+fn secs(d: Duration) -> String {
+    match d.subsec_nanos() {
+        0 => d.as_secs().to_string(),
+        nanos => {
+            let fraction = format!("{nanos:09}");
+            format!("{}.{}", d.as_secs(), fraction.trim_end_matches('0'))
+        }
+    }
+}
+
+fn level_name(level: LevelFilter) -> &'static str {
+    match level {
+        LevelFilter::Off => "off",
+        LevelFilter::Error => "error",
+        LevelFilter::Warn => "warn",
+        LevelFilter::Info => "info",
+        LevelFilter::Debug => "debug",
+        LevelFilter::Trace => "trace",
+    }
+}
+
+/// `path` from the root, as opened from the working directory now.
+fn absolute(path: &Path) -> PathBuf {
+    match std::env::current_dir() {
+        Ok(dir) => dir.join(path),
+        Err(_) => path.to_path_buf(),
     }
 }
 
@@ -746,6 +832,10 @@ mod tests {
         assert!(err.0.starts_with("a.conf:3: max-record:"), "{}", err.0);
     }
 
+    fn file(path: &str, text: &str) -> Result<Config, ConfigError> {
+        build(&parse_file(path, text)?, Scope::Whole)
+    }
+
     fn user_of(c: &Config) -> &str {
         match c.identity.as_slice() {
             [Rule {
@@ -754,6 +844,79 @@ mod tests {
             }] => user,
             other => panic!("not one user: {other:?}"),
         }
+    }
+
+    #[test]
+    fn config_file_comments_and_quotes() {
+        let c = file("a.conf", "user = admin   # the demo user\n").unwrap();
+        assert_eq!(user_of(&c), "admin");
+        let c = file("a.conf", "user = 'admin'\n").unwrap();
+        assert_eq!(user_of(&c), "admin");
+        let c = file(
+            "a.conf",
+            "user = \"admin  # no comment\"\nheader = confd-b64\n",
+        )
+        .unwrap();
+        assert_eq!(user_of(&c), "admin  # no comment");
+        let err = file("a.conf", "\nuser = 'admin\n").unwrap_err();
+        assert_eq!(err.0, "a.conf:2: user: unterminated single quote");
+        let err = file("a.conf", "user = it's\n").unwrap_err();
+        assert!(
+            err.0.starts_with("a.conf:1: user: quote '\\'' inside"),
+            "{}",
+            err.0
+        );
+    }
+
+    #[test]
+    fn single_valued_options_once_per_file() {
+        let err = file(
+            "a.conf",
+            "user = admin\nlisten = 127.0.0.1:1\n\nuser = oper\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.0, "a.conf:4: user: already set at line 1");
+        let err = file("a.conf", "idle-timeout = 1\nidle-timeout = 1\n").unwrap_err();
+        assert_eq!(err.0, "a.conf:2: idle-timeout: already set at line 1");
+        // Repeatable options build their list.
+        let text = "listen = 127.0.0.1:1\nlisten = 127.0.0.1:2\nmap = * san-dns-name\n\
+                    map = * common-name\nuser-fields = a uid=1\nuser-fields = b uid=2\n";
+        let c = file("a.conf", text).unwrap();
+        assert_eq!(c.listen.len(), 2);
+        assert_eq!(c.identity.len(), 2);
+        assert_eq!(c.accounts.users.len(), 2);
+        // The command line still overrides the file.
+        let mut settings = parse_file("a.conf", "user = admin\n").unwrap();
+        settings.push(Setting {
+            name: "user".into(),
+            value: "oper".into(),
+            origin: Origin::CommandLine,
+        });
+        assert_eq!(user_of(&build(&settings, Scope::Whole).unwrap()), "oper");
+    }
+
+    #[test]
+    fn relative_paths_in_a_file_are_relative_to_it() {
+        let text = "cert = server.pem\nkey = /abs/key.pem\nca = ../ca/ca.pem\n\
+                    crl = crl/a.crl\nbackend = unix:run/confd.sock\n";
+        let c = file("/etc/nctls/nctls.conf", text).unwrap();
+        assert_eq!(c.cert.path, Path::new("/etc/nctls/server.pem"));
+        assert_eq!(c.cert.origin, "/etc/nctls/nctls.conf:1: cert");
+        assert_eq!(c.key.path, Path::new("/abs/key.pem"));
+        assert_eq!(c.ca.path, Path::new("/etc/nctls/../ca/ca.pem"));
+        assert_eq!(c.crls[0].path, Path::new("/etc/nctls/crl/a.crl"));
+        assert_eq!(c.crls[0].origin, "/etc/nctls/nctls.conf:4: crl");
+        assert_eq!(
+            c.backend,
+            BackendAddr::Unix("/etc/nctls/run/confd.sock".into())
+        );
+        // A file named relatively is in the working directory, and so are its paths.
+        let c = file("nctls.conf", text).unwrap();
+        assert_eq!(c.cert.path, Path::new("server.pem"));
+        // The command line's relative paths stay relative to the working directory.
+        let c = run(&["--cert", "server.pem", "--backend", "unix:s.sock"]).unwrap();
+        assert_eq!(c.cert.path, Path::new("server.pem"));
+        assert_eq!(c.backend, BackendAddr::Unix("s.sock".into()));
     }
 
     #[test]
@@ -799,6 +962,122 @@ mod tests {
             pair("home", "/h"),
         ];
         assert!(from_pairs(&b64).is_ok());
+    }
+
+    #[test]
+    fn check_prints_every_option() {
+        let text = run(&[]).unwrap().to_string();
+        for o in OPTIONS.iter().filter(|o| o.name != "config") {
+            let set = format!("{} = ", o.name);
+            let unset = format!("# {}: none", o.name);
+            assert!(
+                text.lines().any(|l| l.starts_with(&set) || l == unset),
+                "{} missing:\n{text}",
+                o.name
+            );
+        }
+        for line in [
+            "log-level = info",
+            "idle-timeout = 0",
+            "handshake-timeout = 10",
+            "subgids = \"\"",
+            "map = * common-name",
+            "# user: none",
+            "# crl: none",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} missing:\n{text}");
+        }
+        let cwd = std::env::current_dir().unwrap();
+        let cert = format!("cert = {}", cwd.join("x509-server.pem").display());
+        assert!(text.lines().any(|l| l == cert), "{text}");
+    }
+
+    /// What `--check` prints reads back as the same configuration, hostile
+    /// values included.
+    #[test]
+    fn check_output_is_a_config_file_for_the_same_configuration() {
+        let c = run(&[
+            "--listen",
+            "127.0.0.1:7000",
+            "--listen",
+            "[::1]:7001",
+            "--backend",
+            "unix:/run/my confd #1/\"sock\"",
+            "--cert",
+            "/etc/nctls/it's a \\ cert #1.pem",
+            "--crl",
+            "/a.crl",
+            "--crl",
+            "/b\tc.crl",
+            "--min-tls",
+            "1.3",
+            "--user",
+            " j\u{fc}rgen ;# [x]\n\u{1}'\"",
+            "--header",
+            "confd-b64",
+            "--proto",
+            "tls",
+            "--uid",
+            "0",
+            "--gid",
+            "5",
+            "--subgids",
+            "1,2",
+            "--groups",
+            "admin,#wheel",
+            "--home",
+            "/home/tls users",
+            "--user-fields",
+            "bob uid=7 home=/b#b",
+            "--user-fields",
+            "eve",
+            "--handshake-timeout",
+            "0.25",
+            "--connect-timeout",
+            "1e-9",
+            "--idle-timeout",
+            "3600",
+            "--drain-timeout",
+            "2.5",
+            "--tls12-close",
+            "half-close",
+            "--max-sessions",
+            "7",
+            "--max-sessions-per-ip",
+            "2",
+            "--max-record",
+            "16384",
+            "--log-level",
+            "TRACE",
+        ])
+        .unwrap();
+        let printed = c.to_string();
+        let again = file("/elsewhere/x.conf", &printed).unwrap();
+        assert_eq!(again.to_string(), printed);
+        assert_eq!(user_of(&again), " j\u{fc}rgen ;# [x]\n\u{1}'\"");
+        assert_eq!(again.crls[1].path, Path::new("/b\tc.crl"));
+        assert_eq!(again.limits.connect_timeout, Duration::from_nanos(1));
+        assert_eq!(again.accounts.fields_for("bob").home, "/b#b");
+        assert_eq!(again.accounts.fields_for("eve"), &again.accounts.defaults);
+        // And with map rules instead of a user.
+        let c = run(&[
+            "--map",
+            "04:AB:cd common-name",
+            "--map",
+            "* specified guest",
+        ]);
+        assert!(c.is_err(), "a short fingerprint is refused");
+        let fp = format!("04:{}", ["ab"; 32].join(":"));
+        let c = run(&[
+            "--map",
+            &format!("{fp} common-name"),
+            "--map",
+            "* specified guest",
+        ])
+        .unwrap();
+        let printed = c.to_string();
+        assert!(printed.contains("\n# user: none\n"), "{printed}");
+        assert_eq!(file("x.conf", &printed).unwrap().to_string(), printed);
     }
 
     #[test]

@@ -146,6 +146,33 @@ impl HeaderFields {
     }
 }
 
+impl HeaderFields {
+    /// One field as text, by its name in [`FIELD_NAMES`].
+    pub fn get(&self, name: &str) -> Option<String> {
+        Some(match name {
+            "proto" => self.proto.clone(),
+            "uid" => self.uid.to_string(),
+            "gid" => self.gid.to_string(),
+            "subgids" => self.subgids.clone(),
+            "home" => self.home.clone(),
+            "groups" => self.groups.clone(),
+            _ => return None,
+        })
+    }
+
+    /// `key=value` for each field that differs from `base`, in
+    /// [`FIELD_NAMES`] order: what `--user-fields` needs to say.
+    pub fn differences(&self, base: &HeaderFields) -> Vec<String> {
+        FIELD_NAMES
+            .iter()
+            .filter_map(|name| {
+                let (mine, theirs) = (self.get(name)?, base.get(name)?);
+                (mine != theirs).then(|| format!("{name}={mine}"))
+            })
+            .collect()
+    }
+}
+
 /// Header fields for every user: defaults plus per-user overrides.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Accounts {

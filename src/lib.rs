@@ -8,6 +8,7 @@
 mod admission;
 pub mod backend;
 pub mod config;
+mod config_file;
 mod der;
 pub mod ffi;
 pub mod header;

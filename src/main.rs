@@ -27,7 +27,7 @@ fn main() -> ExitCode {
         }
         Ok(Command::Check(config)) => match tls::load(&config) {
             Ok(_) => {
-                println!("{config}\nconfiguration OK");
+                println!("{config}# configuration OK");
                 ExitCode::SUCCESS
             }
             Err(e) => fail(&e),

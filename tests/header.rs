@@ -50,25 +50,23 @@ fn confd_b64_carries_a_common_name_exactly_to_the_emulator() {
     );
 }
 
-/// A user from the command line in the header's first
+/// A user from the config file (escapes and all) in the header's first
 /// field, decoded by Python's base64 module; the rest is the plain form.
 #[test]
 fn confd_b64_header_decodes_with_python() {
     let pki = Pki::new();
     let backend = Backend::new();
-    let daemon = Daemon::start(
-        &pki,
-        &[
-            "--backend",
-            &backend.arg(),
-            "--header",
-            "confd-b64",
-            "--home",
-            "/var/confd/homes/tls",
-            "--user",
-            ODD_NAME,
-        ],
-    );
+    let conf = pki.file("nctls.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "backend = {}\nheader = confd-b64\nhome = /var/confd/homes/tls\n\
+             user = \"evil;user]\\n[name #\\u{{fc}}\\u{{20ac}}\"\n",
+            backend.arg()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&pki, &["--config", &conf]);
     let mut client = connect(daemon.addr, pki.client("admin", Version::Tls12)).unwrap();
     client.write_all(b"<hello/>").unwrap();
     let (mut b, header) = backend.accept_within(SOON).expect("backend session");

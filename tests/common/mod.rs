@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod netconf;
+pub mod oneshot;
 pub mod pki;
 pub mod tlscli;
 
