@@ -1,8 +1,9 @@
 //! confd-emu: a small ConfD-like NETCONF backend on plain TCP, for nctls tests
 //! and the demo.
 //!
-//! It checks the ConfD session header that the relay writes first
-//! (`[USER;SOURCE;PROTO;UID;GID;SUBGIDS;HOMEDIR;GROUPS;]\n`), sends a NETCONF
+//! It checks the ConfD session header that the relay writes first, in
+//! either form (`[USER;SOURCE;PROTO;UID;GID;SUBGIDS;HOMEDIR;GROUPS;]\n`, or
+//! `b64[...]\n` with the user name in base64), sends a NETCONF
 //! 1.0 hello and answers a few RPCs (get, get-config, lock, unlock,
 //! close-session, kill-session) by substring matching. It is an emulator, not
 //! an XML parser. Like ConfD it ends a session by closing the TCP socket.
@@ -128,9 +129,14 @@ fn handle_connection(stream: TcpStream, opts: &Options, shared: &Shared) {
     let mut reader = BufReader::new(stream);
     let who = if opts.expect_header {
         match read_header(&mut reader) {
-            Ok(h) => format!(
-                "user={} source={} proto={} uid={} gid={} home={}",
-                h[0], h[1], h[2], h[3], h[4], h[6]
+            Ok((h, form)) => format!(
+                "user={} source={} proto={} uid={} gid={} home={}{form}",
+                shown(&h[0]),
+                h[1],
+                h[2],
+                h[3],
+                h[4],
+                h[6]
             ),
             Err(reason) => {
                 log!("header rejected: {reason}");
@@ -147,9 +153,10 @@ fn handle_connection(stream: TcpStream, opts: &Options, shared: &Shared) {
     run_session(id, reader, opts, shared);
 }
 
-/// Read and check ConfD's session header line; returns its 8 fields.
+/// Read and check ConfD's session header line; returns its 8 fields (the
+/// user decoded) and, for the base64 form, ` form=b64` for the log.
 /// The BufReader is kept by the caller, so bytes after the `\n` are not lost.
-fn read_header(reader: &mut BufReader<TcpStream>) -> Result<Vec<String>, String> {
+fn read_header(reader: &mut BufReader<TcpStream>) -> Result<(Vec<String>, &'static str), String> {
     let mut line = Vec::new();
     reader
         .by_ref()
@@ -167,7 +174,23 @@ fn read_header(reader: &mut BufReader<TcpStream>) -> Result<Vec<String>, String>
     parse_header(line)
 }
 
-fn parse_header(line: &str) -> Result<Vec<String>, String> {
+/// Both forms of the ConfD User Guide ("Internal TCP Transport"):
+/// `[username;...]` and `b64[b64username;...]`, which differ only in how
+/// the user name is written.
+fn parse_header(line: &str) -> Result<(Vec<String>, &'static str), String> {
+    let (line, form) = match line.strip_prefix("b64") {
+        Some(rest) => (rest, " form=b64"),
+        None => (line, ""),
+    };
+    let mut fields = parse_fields(line)?;
+    if !form.is_empty() {
+        let name = decode_base64(&fields[0]).ok_or("b64 user is not padded base64")?;
+        fields[0] = String::from_utf8(name).map_err(|_| "b64 user is not UTF-8")?;
+    }
+    Ok((fields, form))
+}
+
+fn parse_fields(line: &str) -> Result<Vec<String>, String> {
     let inner = line
         .strip_prefix('[')
         .and_then(|s| s.strip_suffix(']'))
@@ -195,6 +218,52 @@ fn parse_header(line: &str) -> Result<Vec<String>, String> {
         }
     }
     Ok(fields.iter().map(|f| f.to_string()).collect())
+}
+
+/// RFC 4648 base64 (standard alphabet, `=` padding); `None` unless the
+/// text is exactly what an encoder writes.
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    let digit = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    if text.len() % 4 != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let quads: Vec<&[u8]> = text.as_bytes().chunks(4).collect();
+    for (i, quad) in quads.iter().enumerate() {
+        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
+        if pad > 2 || (pad > 0 && i + 1 < quads.len()) {
+            return None;
+        }
+        let mut group = 0u32;
+        for &c in &quad[..4 - pad] {
+            group = group << 6 | u32::from(digit(c)?);
+        }
+        group <<= 6 * pad;
+        let bytes = group.to_be_bytes();
+        out.extend_from_slice(&bytes[1..4 - pad]);
+        // Bits below the last byte must be zero in canonical base64.
+        if pad > 0 && bytes[4 - pad] != 0 {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+/// A user name for the log: bare when plain, else quoted with Rust escapes,
+/// so that every name shows exactly on one line.
+fn shown(name: &str) -> String {
+    let plain = |c: char| c.is_alphanumeric() || "-_.@+%".contains(c);
+    match !name.is_empty() && name.chars().all(plain) {
+        true => name.to_string(),
+        false => format!("{name:?}"),
+    }
 }
 
 /// SOURCE is `IP/port` (what nctls and the GnuTLS demo write, e.g.

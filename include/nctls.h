@@ -354,9 +354,10 @@ void nctls_config_free(struct nctls_config *cfg);
 
 /*
  Adds one setting, with the names and values of the `nctls` command's
- options without the dashes (`"backend"`, `"127.0.0.1:2023"`), exactly as
- in a config file; a repeatable option (`listen`, `map`, `crl`,
- `user-fields`) adds to its list, any other replaces the earlier value.
+ options without the dashes (`"backend"`, `"127.0.0.1:2023"`), as in a
+ config file but taken as is (no quotes, escapes or comments); a
+ repeatable option (`listen`, `map`, `crl`, `user-fields`) adds to its
+ list, any other replaces the earlier value.
  `"config"` names a config file, read at `nctls_config_load`, whose lines
  come before every setting made here. The name and the value are checked
  now (NCTLS_RESULT_BAD_CONFIG, with the reason in `nctls_config_error`);

@@ -8,14 +8,15 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use log::LevelFilter;
 
-use crate::addr;
+use crate::addr::{self, Show};
 use crate::backend::BackendAddr;
+use crate::config_file;
 use crate::header::{self, Accounts, HeaderKind};
 use crate::identity::{MapType, Rule};
 use crate::logging::LogOutput;
@@ -115,7 +116,7 @@ struct OptionSpec {
 
 /// The options taking a value, in `--help` order (the flags are listed in `usage`).
 const OPTIONS: &[OptionSpec] = &[
-    OptionSpec { name: "config", arg: "FILE", help: "read `name = value` lines (same names as these options); the command line wins" },
+    OptionSpec { name: "config", arg: "FILE", help: "read `name = value` lines (same names as these options, # comments, '...' or \"...\" values, relative paths from the file's directory); the command line wins" },
     OptionSpec { name: "listen", arg: "ADDR:PORT", help: "TLS address to listen on, repeatable, IPv6 as [::]:6513 (also IPv4 unless 0.0.0.0 has the same port), zones as [fe80::1%eth0]:6513 [0.0.0.0:6513]" },
     OptionSpec { name: "backend", arg: "HOST:PORT|unix:PATH", help: "the NETCONF server's plain TCP port (ConfD's netconf tcp transport) or unix socket; each address HOST resolves to is tried in order [127.0.0.1:2023]" },
     OptionSpec { name: "cert", arg: "FILE", help: "server certificate chain, PEM [x509-server.pem]" },
@@ -125,7 +126,7 @@ const OPTIONS: &[OptionSpec] = &[
     OptionSpec { name: "min-tls", arg: "1.2|1.3", help: "oldest TLS version accepted [1.2]" },
     OptionSpec { name: "user", arg: "NAME", help: "every verified client is this user (the GnuTLS demo's behaviour); same as --map '* specified NAME'" },
     OptionSpec { name: "map", arg: "RULE", help: "cert-to-name rule 'FINGERPRINT MAP-TYPE [NAME]', repeatable, tried in order [* common-name]" },
-    OptionSpec { name: "header", arg: "confd|ncx[:PORT]|none", help: "session header written to the backend first: ConfD's, yuma123 netconfd's <ncx-connect> (PORT from its --port list, default 830), or none [confd]" },
+    OptionSpec { name: "header", arg: "confd|confd-b64|ncx[:PORT]|none", help: "session header written to the backend first: ConfD's, ConfD's with the user name in base64 (any name), yuma123 netconfd's <ncx-connect> (PORT from its --port list, default 830), or none [confd]" },
     OptionSpec { name: "proto", arg: "NAME", help: "header field PROTO [ssh]" },
     OptionSpec { name: "uid", arg: "N", help: "header field UID [9000]" },
     OptionSpec { name: "gid", arg: "N", help: "header field GID [100]" },
@@ -169,7 +170,7 @@ pub fn usage() -> String {
     for (flag, help) in [
         (
             "--check",
-            "load and validate everything, print what would run, exit 0 or 1",
+            "load and validate everything, print the effective configuration as a config file, exit 0 or 1",
         ),
         ("--version", "print the version"),
         ("--help", "print this help"),
@@ -208,6 +209,16 @@ impl Setting {
             Origin::CommandLine => format!("--{}", self.name),
             Origin::File(file, line) => format!("{file}:{line}: {}", self.name),
             Origin::Library => self.name.clone(),
+        }
+    }
+
+    /// A path as this setting names it: in a config file, a relative path is
+    /// relative to the file's directory (the working directory is `/` under
+    /// systemd, and unrelated to where the file lives).
+    fn resolve(&self, path: &Path) -> PathBuf {
+        match &self.origin {
+            Origin::File(file, _) => Path::new(file).parent().unwrap_or(Path::new("")).join(path),
+            Origin::CommandLine | Origin::Library => path.to_path_buf(),
         }
     }
 
@@ -291,7 +302,7 @@ fn assemble(direct: Vec<Setting>) -> Result<Config, ConfigError> {
         }
     }
     settings.extend(direct);
-    build(&settings)
+    build(&settings, Scope::Whole)
 }
 
 /// Checks one `name = value` setting on its own, as the C library's
@@ -302,7 +313,7 @@ pub(crate) fn check_setting(name: &str, value: &str) -> Result<(), ConfigError> 
     if name == "config" {
         return read_file(value).map(drop);
     }
-    build(&[library_setting(name, value)]).map(drop)
+    build(&[library_setting(name, value)], Scope::OneSetting).map(drop)
 }
 
 /// Builds a configuration from `name = value` pairs in order, with the same
@@ -347,37 +358,47 @@ fn read_file(path: &str) -> Result<Vec<Setting>, ConfigError> {
     parse_file(path, &text)
 }
 
+/// The settings of a config file, in order (syntax: `config_file`). A
+/// single-valued option may appear once; repeatable ones build a list.
 fn parse_file(path: &str, text: &str) -> Result<Vec<Setting>, ConfigError> {
-    let mut settings = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
+    let mut settings: Vec<Setting> = Vec::new();
+    let mut first_line: Vec<(&str, usize)> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let number = i + 1;
+        let at = |why: String| ConfigError(format!("{path}:{number}: {why}"));
+        let Some((name, raw)) = config_file::split(line).map_err(at)? else {
             continue;
-        }
-        let at = |why: String| ConfigError(format!("{path}:{}: {why}", i + 1));
-        let (name, value) = line
-            .split_once('=')
-            .ok_or_else(|| at(format!("expected `name = value`, found {line:?}")))?;
-        let name = name.trim();
+        };
         if name == "config" {
             return Err(at("a config file cannot include another".into()));
         }
         known(name).ok_or_else(|| at(format!("unknown option {name:?}")))?;
-        let value = value.trim();
-        let value = value
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .unwrap_or(value);
+        let value = config_file::value(raw).map_err(|why| at(format!("{name}: {why}")))?;
+        if !REPEATABLE.contains(&name) {
+            if let Some((_, first)) = first_line.iter().find(|(n, _)| *n == name) {
+                return Err(at(format!("{name}: already set at line {first}")));
+            }
+            first_line.push((name, number));
+        }
         settings.push(Setting {
             name: name.to_string(),
-            value: value.to_string(),
-            origin: Origin::File(path.to_string(), i + 1),
+            value,
+            origin: Origin::File(path.to_string(), number),
         });
     }
     Ok(settings)
 }
 
-fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
+/// How much of the configuration [`build`] sees.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// All of it: checks that combine options apply too.
+    Whole,
+    /// One setting alone (`nctls_config_set`): only what it says by itself.
+    OneSetting,
+}
+
+fn build(settings: &[Setting], scope: Scope) -> Result<Config, ConfigError> {
     let mut listen = Vec::new();
     let mut backend = BackendAddr::parse("127.0.0.1:2023").expect("valid default");
     let mut cert = FileOption::default_for("cert", "x509-server.pem");
@@ -415,12 +436,17 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
                     "{why} (IPv6 as [::]:6513, a zone as [fe80::1%eth0]:6513)"
                 ))
             })?),
-            "backend" => backend = BackendAddr::parse(v).map_err(|why| s.error(why))?,
+            "backend" => {
+                backend = match BackendAddr::parse(v).map_err(|why| s.error(why))? {
+                    BackendAddr::Unix(socket) => BackendAddr::Unix(s.resolve(&socket)),
+                    tcp => tcp,
+                }
+            }
             "cert" => cert = path(s)?,
             "key" => key = path(s)?,
             "ca" => ca = path(s)?,
             "user" => {
-                header::check_user(v)
+                header::check_name(v)
                     .map_err(|why| s.error(format!("{v:?} cannot be a user name: {why}")))?;
                 fixed_user = Some(s);
             }
@@ -428,7 +454,7 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
                 accounts.defaults.set(name, v).map_err(|why| s.error(why))?
             }
             "user-fields" => user_fields.push(s),
-            "map" => rules.push(Rule::parse(v).map_err(|why| s.error(why))?),
+            "map" => rules.push((Rule::parse(v).map_err(|why| s.error(why))?, s)),
             "crl" => crls.push(path(s)?),
             "min-tls" => {
                 min_tls = match v {
@@ -439,7 +465,9 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
             }
             "header" => {
                 header = HeaderKind::parse(v).ok_or_else(|| {
-                    s.error(format!("{v:?}: expected confd, ncx, ncx:PORT or none"))
+                    s.error(format!(
+                        "{v:?}: expected confd, confd-b64, ncx, ncx:PORT or none"
+                    ))
                 })?
             }
             "handshake-timeout" => limits.handshake_timeout = seconds(s, false)?,
@@ -477,24 +505,44 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
             other => return Err(unknown(other)),
         }
     }
+    // Per-user fields start from the final defaults, wherever those were set.
+    let mut named = Vec::new();
+    for s in user_fields {
+        accounts.add_user(&s.value).map_err(|why| s.error(why))?;
+        named.extend(accounts.users.last().map(|(name, _)| (name.clone(), s)));
+    }
     let identity =
         match (fixed_user, rules.is_empty()) {
             (Some(user), false) => return Err(user.error(
                 "cannot be combined with --map (add '* specified NAME' as the last rule instead)",
             )),
-            (Some(user), true) => vec![Rule {
-                fingerprint: None,
-                map: MapType::Specified(user.value.clone()),
-            }],
+            (Some(user), true) => {
+                named.push((user.value.clone(), user));
+                vec![Rule {
+                    fingerprint: None,
+                    map: MapType::Specified(user.value.clone()),
+                }]
+            }
             (None, true) => vec![Rule {
                 fingerprint: None,
                 map: MapType::CommonName,
             }],
-            (None, false) => rules,
+            (None, false) => {
+                for (rule, s) in &rules {
+                    if let MapType::Specified(name) = &rule.map {
+                        named.push((name.clone(), s));
+                    }
+                }
+                rules.into_iter().map(|(rule, _)| rule).collect()
+            }
         };
-    // Per-user fields start from the final defaults, wherever those were set.
-    for s in user_fields {
-        accounts.add_user(&s.value).map_err(|why| s.error(why))?;
+    // Names known now must fit the header (which may be set after them).
+    if scope == Scope::Whole {
+        for (name, s) in named {
+            header
+                .check_account(&name, accounts.fields_for(&name))
+                .map_err(|why| s.error(why))?;
+        }
     }
     if listen.is_empty() {
         listen.push("0.0.0.0:6513".parse().expect("valid default"));
@@ -534,7 +582,7 @@ fn path(s: &Setting) -> Result<FileOption, ConfigError> {
         return Err(s.error("empty file name"));
     }
     Ok(FileOption {
-        path: PathBuf::from(&s.value),
+        path: s.resolve(Path::new(&s.value)),
         origin: s.origin(),
     })
 }
@@ -562,81 +610,145 @@ fn number(s: &Setting, min: usize, max: usize) -> Result<usize, ConfigError> {
 }
 
 impl fmt::Display for Config {
-    /// What `--check` prints: the effective configuration.
+    /// What `--check` prints: the effective configuration in config-file
+    /// syntax, every option of the table in its order, defaults included,
+    /// values quoted where needed and paths made absolute, so that the text
+    /// saved anywhere is a config file for this same configuration. An
+    /// option without a value shows as a `# name: none` comment.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let listen: Vec<String> = self.listen.iter().map(|a| a.to_string()).collect();
-        writeln!(f, "listen        {}", listen.join(" "))?;
-        writeln!(f, "backend       {}", self.backend)?;
+        let mut out = Printer(f);
+        // `--config` is left out: this text is the configuration itself.
+        for addr in &self.listen {
+            out.set("listen", &Show(*addr).to_string())?;
+        }
+        match &self.backend {
+            BackendAddr::Unix(socket) => {
+                out.set("backend", &format!("unix:{}", absolute(socket).display()))?
+            }
+            tcp => out.set("backend", &tcp.to_string())?,
+        }
         // What a session tries, in order (a name may resolve to several).
         writeln!(
-            f,
+            out.0,
             "# backend addresses: {}",
             self.backend.addresses().join(" ")
         )?;
-        writeln!(f, "cert          {}", self.cert.path.display())?;
-        writeln!(f, "key           {}", self.key.path.display())?;
-        writeln!(f, "ca            {}", self.ca.path.display())?;
+        out.path("cert", &self.cert)?;
+        out.path("key", &self.key)?;
+        out.path("ca", &self.ca)?;
         for crl in &self.crls {
-            writeln!(f, "crl           {}", crl.path.display())?;
+            out.path("crl", crl)?;
         }
-        writeln!(
-            f,
-            "min-tls       {}",
-            match self.min_tls {
-                MinTls::V12 => "1.2",
-                MinTls::V13 => "1.3",
+        out.none_if(self.crls.is_empty(), "crl")?;
+        let min_tls = match self.min_tls {
+            MinTls::V12 => "1.2",
+            MinTls::V13 => "1.3",
+        };
+        out.set("min-tls", min_tls)?;
+        // `user NAME` is the single rule `* specified NAME`; shown as
+        // `user`, since a map rule cannot hold a name with whitespace.
+        match self.identity.as_slice() {
+            [Rule {
+                fingerprint: None,
+                map: MapType::Specified(user),
+            }] => {
+                out.set("user", user)?;
+                out.none_if(true, "map")?;
             }
-        )?;
-        for rule in &self.identity {
-            writeln!(f, "map           {rule}")?;
+            rules => {
+                out.none_if(true, "user")?;
+                for rule in rules {
+                    out.set("map", &rule.to_string())?;
+                }
+            }
         }
-        writeln!(f, "header        {}", self.header)?;
-        let d = &self.accounts.defaults;
-        writeln!(
-            f,
-            "fields        proto={} uid={} gid={} subgids={} home={} groups={}",
-            d.proto, d.uid, d.gid, d.subgids, d.home, d.groups
-        )?;
-        for (user, u) in &self.accounts.users {
-            writeln!(
-                f,
-                "user-fields   {user} proto={} uid={} gid={} subgids={} home={} groups={}",
-                u.proto, u.uid, u.gid, u.subgids, u.home, u.groups
-            )?;
+        out.set("header", &self.header.to_string())?;
+        let defaults = &self.accounts.defaults;
+        for field in header::FIELD_NAMES {
+            out.set(field, &defaults.get(field).unwrap_or_default())?;
         }
+        for (user, fields) in &self.accounts.users {
+            let mut words = vec![user.clone()];
+            words.extend(fields.differences(defaults));
+            out.set("user-fields", &words.join(" "))?;
+        }
+        out.none_if(self.accounts.users.is_empty(), "user-fields")?;
         let l = &self.limits;
-        writeln!(
-            f,
-            "timeouts      handshake {:?}, connect {:?}, idle {}, drain {:?}",
-            l.handshake_timeout,
-            l.connect_timeout,
-            l.idle_timeout
-                .map_or("off".to_string(), |t| format!("{t:?}")),
-            l.drain_timeout
-        )?;
-        writeln!(f, "tls12-close   {:?}", l.tls12_close)?;
-        writeln!(
-            f,
-            "max-sessions  {} (per address: {})",
-            self.max_sessions, self.max_sessions_per_ip
-        )?;
-        writeln!(f, "max-record    {}", self.max_record)?;
-        match self.tcp_keepalive {
-            Some(t) => writeln!(f, "tcp-keepalive {}", t.as_secs())?,
-            None => writeln!(f, "tcp-keepalive 0")?,
-        }
-        writeln!(f, "expiry-warning {}", self.expiry_warning_days)?;
-
-        write!(
-            f,
-            "log-level     {}",
-            self.log_level.as_str().to_ascii_lowercase()
-        )?;
+        out.set("handshake-timeout", &secs(l.handshake_timeout))?;
+        out.set("connect-timeout", &secs(l.connect_timeout))?;
+        out.set("idle-timeout", &secs(l.idle_timeout.unwrap_or_default()))?;
+        out.set("drain-timeout", &secs(l.drain_timeout))?;
+        let tls12_close = match l.tls12_close {
+            Tls12Close::Strict => "strict",
+            Tls12Close::HalfClose => "half-close",
+        };
+        out.set("tls12-close", tls12_close)?;
+        out.set("max-sessions", &self.max_sessions.to_string())?;
+        out.set("max-sessions-per-ip", &self.max_sessions_per_ip.to_string())?;
+        out.set("max-record", &self.max_record.to_string())?;
+        let keepalive = self.tcp_keepalive.unwrap_or_default().as_secs();
+        out.set("tcp-keepalive", &keepalive.to_string())?;
+        out.set("expiry-warning", &self.expiry_warning_days.to_string())?;
+        out.set("log-level", level_name(self.log_level))?;
         match &self.log_output {
-            LogOutput::Stderr => Ok(()),
-            LogOutput::File(file) => write!(f, "\nlog-file      {}", file.path.display()),
-            LogOutput::Syslog(facility) => write!(f, "\nsyslog        {facility}"),
+            LogOutput::Stderr => {
+                out.none_if(true, "log-file")?;
+                out.none_if(true, "syslog")
+            }
+            LogOutput::File(file) => out.path("log-file", file),
+            LogOutput::Syslog(facility) => out.set("syslog", facility),
         }
+    }
+}
+
+/// Writes config-file lines.
+struct Printer<'a, 'b>(&'a mut fmt::Formatter<'b>);
+
+impl Printer<'_, '_> {
+    fn set(&mut self, name: &str, value: &str) -> fmt::Result {
+        writeln!(self.0, "{name} = {}", config_file::quote(value))
+    }
+
+    fn path(&mut self, name: &str, file: &FileOption) -> fmt::Result {
+        self.set(name, &absolute(&file.path).display().to_string())
+    }
+
+    /// A comment line for an option without a value.
+    fn none_if(&mut self, none: bool, name: &str) -> fmt::Result {
+        match none {
+            true => writeln!(self.0, "# {name}: none"),
+            false => Ok(()),
+        }
+    }
+}
+
+/// Seconds as `--handshake-timeout` takes them, exactly: `10`, `0.25`.
+fn secs(d: Duration) -> String {
+    match d.subsec_nanos() {
+        0 => d.as_secs().to_string(),
+        nanos => {
+            let fraction = format!("{nanos:09}");
+            format!("{}.{}", d.as_secs(), fraction.trim_end_matches('0'))
+        }
+    }
+}
+
+fn level_name(level: LevelFilter) -> &'static str {
+    match level {
+        LevelFilter::Off => "off",
+        LevelFilter::Error => "error",
+        LevelFilter::Warn => "warn",
+        LevelFilter::Info => "info",
+        LevelFilter::Debug => "debug",
+        LevelFilter::Trace => "trace",
+    }
+}
+
+/// `path` from the root, as opened from the working directory now.
+fn absolute(path: &Path) -> PathBuf {
+    match std::env::current_dir() {
+        Ok(dir) => dir.join(path),
+        Err(_) => path.to_path_buf(),
     }
 }
 
@@ -737,7 +849,7 @@ mod tests {
             ),
             (
                 &["--header", "xml"],
-                "--header: \"xml\": expected confd, ncx, ncx:PORT or none",
+                "--header: \"xml\": expected confd, confd-b64, ncx, ncx:PORT or none",
             ),
             (
                 &["--max-sessions", "0"],
@@ -772,7 +884,7 @@ mod tests {
             value: "7".into(),
             origin: Origin::CommandLine,
         });
-        let c = build(&settings).unwrap();
+        let c = build(&settings, Scope::Whole).unwrap();
         assert_eq!(c.identity, vec![Rule::parse("* specified oper").unwrap()]);
         assert_eq!(c.max_sessions, 7);
         assert_eq!(
@@ -790,8 +902,256 @@ mod tests {
         let err = parse_file("a.conf", "colour = red").err().unwrap();
         assert_eq!(err.0, "a.conf:1: unknown option \"colour\"");
         let settings = parse_file("a.conf", "\n\nmax-record = 9").unwrap();
-        let err = build(&settings).unwrap_err();
+        let err = build(&settings, Scope::Whole).unwrap_err();
         assert!(err.0.starts_with("a.conf:3: max-record:"), "{}", err.0);
+    }
+
+    fn file(path: &str, text: &str) -> Result<Config, ConfigError> {
+        build(&parse_file(path, text)?, Scope::Whole)
+    }
+
+    fn user_of(c: &Config) -> &str {
+        match c.identity.as_slice() {
+            [Rule {
+                fingerprint: None,
+                map: MapType::Specified(user),
+            }] => user,
+            other => panic!("not one user: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn config_file_comments_and_quotes() {
+        let c = file("a.conf", "user = admin   # the demo user\n").unwrap();
+        assert_eq!(user_of(&c), "admin");
+        let c = file("a.conf", "user = 'admin'\n").unwrap();
+        assert_eq!(user_of(&c), "admin");
+        let c = file(
+            "a.conf",
+            "user = \"admin  # no comment\"\nheader = confd-b64\n",
+        )
+        .unwrap();
+        assert_eq!(user_of(&c), "admin  # no comment");
+        let err = file("a.conf", "\nuser = 'admin\n").unwrap_err();
+        assert_eq!(err.0, "a.conf:2: user: unterminated single quote");
+        let err = file("a.conf", "user = it's\n").unwrap_err();
+        assert!(
+            err.0.starts_with("a.conf:1: user: quote '\\'' inside"),
+            "{}",
+            err.0
+        );
+    }
+
+    #[test]
+    fn single_valued_options_once_per_file() {
+        let err = file(
+            "a.conf",
+            "user = admin\nlisten = 127.0.0.1:1\n\nuser = oper\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.0, "a.conf:4: user: already set at line 1");
+        let err = file("a.conf", "idle-timeout = 1\nidle-timeout = 1\n").unwrap_err();
+        assert_eq!(err.0, "a.conf:2: idle-timeout: already set at line 1");
+        // Repeatable options build their list.
+        let text = "listen = 127.0.0.1:1\nlisten = 127.0.0.1:2\nmap = * san-dns-name\n\
+                    map = * common-name\nuser-fields = a uid=1\nuser-fields = b uid=2\n";
+        let c = file("a.conf", text).unwrap();
+        assert_eq!(c.listen.len(), 2);
+        assert_eq!(c.identity.len(), 2);
+        assert_eq!(c.accounts.users.len(), 2);
+        // The command line still overrides the file.
+        let mut settings = parse_file("a.conf", "user = admin\n").unwrap();
+        settings.push(Setting {
+            name: "user".into(),
+            value: "oper".into(),
+            origin: Origin::CommandLine,
+        });
+        assert_eq!(user_of(&build(&settings, Scope::Whole).unwrap()), "oper");
+    }
+
+    #[test]
+    fn relative_paths_in_a_file_are_relative_to_it() {
+        let text = "cert = server.pem\nkey = /abs/key.pem\nca = ../ca/ca.pem\n\
+                    crl = crl/a.crl\nbackend = unix:run/confd.sock\n";
+        let c = file("/etc/nctls/nctls.conf", text).unwrap();
+        assert_eq!(c.cert.path, Path::new("/etc/nctls/server.pem"));
+        assert_eq!(c.cert.origin, "/etc/nctls/nctls.conf:1: cert");
+        assert_eq!(c.key.path, Path::new("/abs/key.pem"));
+        assert_eq!(c.ca.path, Path::new("/etc/nctls/../ca/ca.pem"));
+        assert_eq!(c.crls[0].path, Path::new("/etc/nctls/crl/a.crl"));
+        assert_eq!(c.crls[0].origin, "/etc/nctls/nctls.conf:4: crl");
+        assert_eq!(
+            c.backend,
+            BackendAddr::Unix("/etc/nctls/run/confd.sock".into())
+        );
+        // A file named relatively is in the working directory, and so are its paths.
+        let c = file("nctls.conf", text).unwrap();
+        assert_eq!(c.cert.path, Path::new("server.pem"));
+        // The command line's relative paths stay relative to the working directory.
+        let c = run(&["--cert", "server.pem", "--backend", "unix:s.sock"]).unwrap();
+        assert_eq!(c.cert.path, Path::new("server.pem"));
+        assert_eq!(c.backend, BackendAddr::Unix("s.sock".into()));
+    }
+
+    #[test]
+    fn the_header_decides_which_names_fit() {
+        let odd = "a;b]\n\u{fc}";
+        let err = run(&["--user", odd]).unwrap_err();
+        let want = "--user: \"a;b]\\n\u{fc}\" cannot be a user name: contains ';'";
+        assert!(err.0.starts_with(want), "{}", err.0);
+        // confd-b64 carries the name, but HOMEDIR repeats it by default.
+        let err = run(&["--user", odd, "--header", "confd-b64"]).unwrap_err();
+        let want = "its HOMEDIR \"/var/confd/homes/a;b]";
+        assert!(err.0.contains(want), "{}", err.0);
+        let c = run(&["--user", odd, "--header", "confd-b64", "--home", "/h"]).unwrap();
+        assert_eq!(user_of(&c), odd);
+        let c = run(&[
+            "--map",
+            "* specified x;y",
+            "--header",
+            "confd-b64",
+            "--home",
+            "/h",
+        ])
+        .unwrap();
+        assert_eq!(c.identity[0].to_string(), "* specified x;y");
+        let err = run(&["--map", "* specified x;y"]).unwrap_err();
+        assert!(
+            err.0.starts_with("--map: \"x;y\" cannot be a user name"),
+            "{}",
+            err.0
+        );
+        let err = run(&["--user-fields", "x;y uid=1"]).unwrap_err();
+        assert!(err.0.starts_with("--user-fields: \"x;y\""), "{}", err.0);
+        assert!(run(&["--user-fields", "x;y uid=1", "--header", "none"]).is_ok());
+        // NUL never fits.
+        assert!(run(&["--user", "a\0b", "--header", "confd-b64", "--home", "/h"]).is_err());
+        // The C library checks one setting before it knows the header.
+        assert!(check_setting("user", "a;b").is_ok());
+        let pair = |n: &str, v: &str| (n.to_string(), v.to_string());
+        assert!(from_pairs(&[pair("user", "a;b")]).is_err());
+        let b64 = [
+            pair("user", "a;b"),
+            pair("header", "confd-b64"),
+            pair("home", "/h"),
+        ];
+        assert!(from_pairs(&b64).is_ok());
+    }
+
+    #[test]
+    fn check_prints_every_option() {
+        let text = run(&[]).unwrap().to_string();
+        for o in OPTIONS.iter().filter(|o| o.name != "config") {
+            let set = format!("{} = ", o.name);
+            let unset = format!("# {}: none", o.name);
+            assert!(
+                text.lines().any(|l| l.starts_with(&set) || l == unset),
+                "{} missing:\n{text}",
+                o.name
+            );
+        }
+        for line in [
+            "log-level = info",
+            "idle-timeout = 0",
+            "handshake-timeout = 10",
+            "subgids = \"\"",
+            "map = * common-name",
+            "# user: none",
+            "# crl: none",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} missing:\n{text}");
+        }
+        let cwd = std::env::current_dir().unwrap();
+        let cert = format!("cert = {}", cwd.join("x509-server.pem").display());
+        assert!(text.lines().any(|l| l == cert), "{text}");
+    }
+
+    /// What `--check` prints reads back as the same configuration, hostile
+    /// values included.
+    #[test]
+    fn check_output_is_a_config_file_for_the_same_configuration() {
+        let c = run(&[
+            "--listen",
+            "127.0.0.1:7000",
+            "--listen",
+            "[::1]:7001",
+            "--backend",
+            "unix:/run/my confd #1/\"sock\"",
+            "--cert",
+            "/etc/nctls/it's a \\ cert #1.pem",
+            "--crl",
+            "/a.crl",
+            "--crl",
+            "/b\tc.crl",
+            "--min-tls",
+            "1.3",
+            "--user",
+            " j\u{fc}rgen ;# [x]\n\u{1}'\"",
+            "--header",
+            "confd-b64",
+            "--proto",
+            "tls",
+            "--uid",
+            "0",
+            "--gid",
+            "5",
+            "--subgids",
+            "1,2",
+            "--groups",
+            "admin,#wheel",
+            "--home",
+            "/home/tls users",
+            "--user-fields",
+            "bob uid=7 home=/b#b",
+            "--user-fields",
+            "eve",
+            "--handshake-timeout",
+            "0.25",
+            "--connect-timeout",
+            "1e-9",
+            "--idle-timeout",
+            "3600",
+            "--drain-timeout",
+            "2.5",
+            "--tls12-close",
+            "half-close",
+            "--max-sessions",
+            "7",
+            "--max-sessions-per-ip",
+            "2",
+            "--max-record",
+            "16384",
+            "--log-level",
+            "TRACE",
+        ])
+        .unwrap();
+        let printed = c.to_string();
+        let again = file("/elsewhere/x.conf", &printed).unwrap();
+        assert_eq!(again.to_string(), printed);
+        assert_eq!(user_of(&again), " j\u{fc}rgen ;# [x]\n\u{1}'\"");
+        assert_eq!(again.crls[1].path, Path::new("/b\tc.crl"));
+        assert_eq!(again.limits.connect_timeout, Duration::from_nanos(1));
+        assert_eq!(again.accounts.fields_for("bob").home, "/b#b");
+        assert_eq!(again.accounts.fields_for("eve"), &again.accounts.defaults);
+        // And with map rules instead of a user.
+        let c = run(&[
+            "--map",
+            "04:AB:cd common-name",
+            "--map",
+            "* specified guest",
+        ]);
+        assert!(c.is_err(), "a short fingerprint is refused");
+        let fp = format!("04:{}", ["ab"; 32].join(":"));
+        let c = run(&[
+            "--map",
+            &format!("{fp} common-name"),
+            "--map",
+            "* specified guest",
+        ])
+        .unwrap();
+        let printed = c.to_string();
+        assert!(printed.contains("\n# user: none\n"), "{printed}");
+        assert_eq!(file("x.conf", &printed).unwrap().to_string(), printed);
     }
 
     #[test]

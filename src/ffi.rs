@@ -381,9 +381,10 @@ pub unsafe extern "C" fn nctls_config_free(cfg: *mut nctls_config) {
 }
 
 /// Adds one setting, with the names and values of the `nctls` command's
-/// options without the dashes (`"backend"`, `"127.0.0.1:2023"`), exactly as
-/// in a config file; a repeatable option (`listen`, `map`, `crl`,
-/// `user-fields`) adds to its list, any other replaces the earlier value.
+/// options without the dashes (`"backend"`, `"127.0.0.1:2023"`), as in a
+/// config file but taken as is (no quotes, escapes or comments); a
+/// repeatable option (`listen`, `map`, `crl`, `user-fields`) adds to its
+/// list, any other replaces the earlier value.
 /// `"config"` names a config file, read at `nctls_config_load`, whose lines
 /// come before every setting made here. The name and the value are checked
 /// now (NCTLS_RESULT_BAD_CONFIG, with the reason in `nctls_config_error`);
@@ -841,7 +842,8 @@ fn identity_hook(
         let name = name
             .to_str()
             .map_err(|_| "the identity callback's user name is not UTF-8".to_string())?;
-        header::check_user(name)
+        // Whether the header can carry it is checked when the header is built.
+        header::check_name(name)
             .map_err(|why| format!("the identity callback's user name {name:?}: {why}"))?;
         Ok(name.to_string())
     }))
@@ -1344,7 +1346,7 @@ pub unsafe extern "C" fn nctls_conn_set_user(
             conn.error = c_text("user: not UTF-8");
             return nctls_result::InvalidParameter;
         };
-        if let Err(why) = header::check_user(name) {
+        if let Err(why) = conn.built.config.header.check_user(name) {
             conn.error = c_text(&format!("user {name:?}: {why}"));
             return nctls_result::InvalidParameter;
         }

@@ -7,6 +7,10 @@
 //!   interface name: `fe80::1%eth0/40001`). ConfD trusts this line blindly, so a value that
 //!   could break its shape (a `;`, a bracket, a control character) is
 //!   refused here, never written.
+//! - Its base64 form, `b64[B64USER;SOURCE;...;]\n` (ConfD User Guide,
+//!   NETCONF server chapter, "Internal TCP Transport"): the same line with
+//!   only the user name base64-encoded, so any name reaches ConfD exactly;
+//!   the other fields are checked as in the plain form.
 //! - yuma123 `netconfd`'s `<ncx-connect>` message, the one its
 //!   `netconf-subsystem` sends on the server's local socket: the user goes
 //!   into an XML attribute, escaped; control characters are refused.
@@ -21,6 +25,8 @@ use crate::addr::{self, ShowIp};
 pub enum HeaderKind {
     /// ConfD's `[USER;SOURCE;...;]` line (the GnuTLS demo's).
     Confd,
+    /// ConfD's `b64[B64USER;SOURCE;...;]` line: the user name in base64.
+    ConfdB64,
     /// yuma123 netconfd's `<ncx-connect>`; `port` must be in netconfd's
     /// `--port` list (its default list is 830 alone).
     Ncx { port: u16 },
@@ -32,10 +38,11 @@ pub enum HeaderKind {
 pub(crate) const NCX_DEFAULT_PORT: u16 = 830;
 
 impl HeaderKind {
-    /// `confd`, `none`, `ncx` or `ncx:PORT`.
+    /// `confd`, `confd-b64`, `none`, `ncx` or `ncx:PORT`.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "confd" => Some(HeaderKind::Confd),
+            "confd-b64" => Some(HeaderKind::ConfdB64),
             "none" => Some(HeaderKind::None),
             "ncx" => Some(HeaderKind::Ncx {
                 port: NCX_DEFAULT_PORT,
@@ -52,6 +59,7 @@ impl fmt::Display for HeaderKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HeaderKind::Confd => f.write_str("confd"),
+            HeaderKind::ConfdB64 => f.write_str("confd-b64"),
             HeaderKind::Ncx {
                 port: NCX_DEFAULT_PORT,
             } => f.write_str("ncx"),
@@ -141,6 +149,33 @@ impl HeaderFields {
     }
 }
 
+impl HeaderFields {
+    /// One field as text, by its name in [`FIELD_NAMES`].
+    pub fn get(&self, name: &str) -> Option<String> {
+        Some(match name {
+            "proto" => self.proto.clone(),
+            "uid" => self.uid.to_string(),
+            "gid" => self.gid.to_string(),
+            "subgids" => self.subgids.clone(),
+            "home" => self.home.clone(),
+            "groups" => self.groups.clone(),
+            _ => return None,
+        })
+    }
+
+    /// `key=value` for each field that differs from `base`, in
+    /// [`FIELD_NAMES`] order: what `--user-fields` needs to say.
+    pub fn differences(&self, base: &HeaderFields) -> Vec<String> {
+        FIELD_NAMES
+            .iter()
+            .filter_map(|name| {
+                let (mine, theirs) = (self.get(name)?, base.get(name)?);
+                (mine != theirs).then(|| format!("{name}={mine}"))
+            })
+            .collect()
+    }
+}
+
 /// Header fields for every user: defaults plus per-user overrides.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Accounts {
@@ -160,7 +195,7 @@ impl Accounts {
     pub fn add_user(&mut self, spec: &str) -> Result<(), String> {
         let mut words = spec.split_whitespace();
         let name = words.next().ok_or("expected NAME key=value ...")?;
-        check_user(name).map_err(|why| format!("{name:?} cannot be a user name: {why}"))?;
+        check_name(name).map_err(|why| format!("{name:?} cannot be a user name: {why}"))?;
         if self.users.iter().any(|(n, _)| n == name) {
             return Err(format!("{name:?} is listed twice"));
         }
@@ -194,18 +229,60 @@ impl fmt::Display for Unsafe {
     }
 }
 
-/// Longest user name accepted (ConfD and Unix tools expect short names).
+/// Longest user name accepted, in bytes (ConfD and Unix tools expect short names).
 pub const MAX_NAME: usize = 255;
 
-/// A user name fit for the header: non-empty, short, no separators, no controls.
-pub fn check_user(name: &str) -> Result<(), Unsafe> {
+/// What every user name must be, whatever the header: non-empty, at most
+/// [`MAX_NAME`] bytes, and without NUL, which would end the name early in
+/// every C string on the way (ConfD's, the C API's): a different user.
+pub fn check_name(name: &str) -> Result<(), Unsafe> {
     if name.is_empty() {
         return Err(Unsafe::Empty);
     }
     if name.len() > MAX_NAME {
         return Err(Unsafe::TooLong);
     }
-    check_field(name)
+    match name.contains('\0') {
+        true => Err(Unsafe::Char('\0')),
+        false => Ok(()),
+    }
+}
+
+impl HeaderKind {
+    /// Whether this header carries `name` exactly; an identity rule that
+    /// yields a name the header cannot carry falls through to the next.
+    pub fn check_user(self, name: &str) -> Result<(), Unsafe> {
+        check_name(name)?;
+        match self {
+            HeaderKind::Confd => check_field(name),
+            // XML attribute values normalise tabs and newlines to spaces:
+            // refuse every control character rather than hand netconfd a
+            // different name.
+            HeaderKind::Ncx { .. } => match name.chars().find(|c| c.is_control()) {
+                Some(c) => Err(Unsafe::Char(c)),
+                None => Ok(()),
+            },
+            HeaderKind::ConfdB64 | HeaderKind::None => Ok(()),
+        }
+    }
+}
+
+impl HeaderKind {
+    /// Why a session of `name` with `fields` could never get a header, if
+    /// so: for names known before any session (`--user`, `specified` rules,
+    /// `--user-fields`), so that the configuration is refused at start
+    /// rather than every such session. Only HOMEDIR depends on the name.
+    pub fn check_account(self, name: &str, fields: &HeaderFields) -> Result<(), String> {
+        self.check_user(name)
+            .map_err(|why| format!("{name:?} cannot be a user name: {why}"))?;
+        if matches!(self, HeaderKind::Confd | HeaderKind::ConfdB64) {
+            let home = fields.home.replace("%u", name);
+            check_field(&home).map_err(|why| {
+                format!("{name:?} cannot be a user name: its HOMEDIR {home:?} {why}")
+            })?;
+        }
+        Ok(())
+    }
 }
 
 /// Any other field: may be empty, must not break the line's shape.
@@ -220,28 +297,39 @@ pub fn check_field(value: &str) -> Result<(), Unsafe> {
 }
 
 /// Builds the header for one session; empty for [`HeaderKind::None`].
+/// Refuses a user name the header cannot carry ([`HeaderKind::check_user`])
+/// and fields that would break its shape, HOMEDIR after `%u` is replaced.
 pub fn build(
     kind: HeaderKind,
     user: &str,
     source: SocketAddr,
     fields: &HeaderFields,
 ) -> Result<Vec<u8>, Unsafe> {
+    kind.check_user(user)?;
     match kind {
         HeaderKind::None => Ok(Vec::new()),
-        HeaderKind::Confd => confd(user, source, fields),
-        HeaderKind::Ncx { port } => ncx(user, source, port),
+        HeaderKind::Confd => confd("", user, user, source, fields),
+        HeaderKind::ConfdB64 => confd("b64", &base64(user.as_bytes()), user, source, fields),
+        HeaderKind::Ncx { port } => Ok(ncx(user, source, port)),
     }
 }
 
-fn confd(user: &str, source: SocketAddr, fields: &HeaderFields) -> Result<Vec<u8>, Unsafe> {
-    check_user(user)?;
+/// ConfD's line: `{prefix}[{user_field};...;]\n`, with `user` (the name
+/// itself) in HOMEDIR's `%u`.
+fn confd(
+    prefix: &str,
+    user_field: &str,
+    user: &str,
+    source: SocketAddr,
+    fields: &HeaderFields,
+) -> Result<Vec<u8>, Unsafe> {
     let home = fields.home.replace("%u", user);
     for value in [&fields.proto, &fields.subgids, &home, &fields.groups] {
         check_field(value)?;
     }
     let source = addr::canonical(source);
     Ok(format!(
-        "[{user};{}/{};{};{};{};{};{home};{};]\n",
+        "{prefix}[{user_field};{}/{};{};{};{};{};{home};{};]\n",
         ShowIp(source),
         source.port(),
         fields.proto,
@@ -253,6 +341,24 @@ fn confd(user: &str, source: SocketAddr, fields: &HeaderFields) -> Result<Vec<u8
     .into_bytes())
 }
 
+/// RFC 4648 §4 base64: standard alphabet, `=` padding, no line breaks.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let byte = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
+        let group = byte(0) << 16 | byte(1) << 8 | byte(2);
+        // n input bytes give n + 1 digits, then padding up to 4.
+        for i in 0..4 {
+            out.push(match i <= chunk.len() {
+                true => char::from(ALPHABET[(group >> (18 - 6 * i)) as usize & 63]),
+                false => '=',
+            });
+        }
+    }
+    out
+}
+
 /// netconfd's shared secret for local subsystems (yuma123's
 /// `NCX_SERVER_MAGIC`); it keeps nothing secret, the socket's permissions do.
 const NCX_MAGIC: &str = "x56o8937ab17eg922z34rwhobskdbyswfehkpsqq3i55a0an960ccw24a4ek864aOpal1t2p";
@@ -260,27 +366,17 @@ const NCX_MAGIC: &str = "x56o8937ab17eg922z34rwhobskdbyswfehkpsqq3i55a0an960ccw2
 /// The `<ncx-connect>` message as yuma123's `netconf-subsystem` writes it,
 /// old-style `]]>]]>` framed. netconfd checks version, magic, transport
 /// (only `ssh`) and port, and takes `address` as the client's bare IP.
-fn ncx(user: &str, source: SocketAddr, port: u16) -> Result<Vec<u8>, Unsafe> {
-    if user.is_empty() {
-        return Err(Unsafe::Empty);
-    }
-    if user.len() > MAX_NAME {
-        return Err(Unsafe::TooLong);
-    }
-    // XML attribute values normalise tabs and newlines to spaces: refuse
-    // every control character rather than hand netconfd a different name.
-    if let Some(c) = user.chars().find(|c| c.is_control()) {
-        return Err(Unsafe::Char(c));
-    }
+/// `user` has passed [`HeaderKind::check_user`].
+fn ncx(user: &str, source: SocketAddr, port: u16) -> Vec<u8> {
     let address = ShowIp(addr::canonical(source));
-    Ok(format!(
+    format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
          <ncx-connect xmlns=\"http://netconfcentral.org/ns/yuma-ncx\" version=\"1\" \
          user=\"{}\" address=\"{address}\" magic=\"{NCX_MAGIC}\" transport=\"ssh\" \
          port=\"{port}\" />\n]]>]]>",
         xml_escape(user)
     )
-    .into_bytes())
+    .into_bytes()
 }
 
 /// Escapes the five XML special characters (safe in either quote style).
@@ -349,7 +445,7 @@ mod tests {
             );
         }
         let long = "x".repeat(MAX_NAME + 1);
-        assert_eq!(check_user(&long), Err(Unsafe::TooLong));
+        assert_eq!(HeaderKind::Confd.check_user(&long), Err(Unsafe::TooLong));
     }
 
     #[test]
@@ -399,7 +495,9 @@ mod tests {
             .contains("key=value"));
         accounts.add_user("admin").unwrap();
         assert!(accounts.add_user("admin").unwrap_err().contains("twice"));
-        assert!(accounts.add_user("a;b uid=1").is_err());
+        // Which names fit is the header's to say (config checks it); NUL never does.
+        assert!(accounts.add_user("a;b uid=1").is_ok());
+        assert!(accounts.add_user("a\0b uid=1").is_err());
     }
 
     #[test]
@@ -431,6 +529,158 @@ mod tests {
                 assert_eq!(line.matches('\n').count(), 1, "{name:?}");
                 assert!(line.ends_with(";]\n"));
                 assert_eq!(line.matches(';').count(), 8, "{name:?}");
+            }
+        }
+    }
+
+    /// RFC 4648 §4 decoding, written apart from the encoder: `None` for
+    /// anything but canonical padded base64.
+    fn unbase64(text: &str) -> Option<Vec<u8>> {
+        const DIGITS: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        if text.len() % 4 != 0 {
+            return None;
+        }
+        let mut bits = Vec::new();
+        let body = text.trim_end_matches('=');
+        if text.len() - body.len() > 2 {
+            return None;
+        }
+        for c in body.chars() {
+            let v = DIGITS.find(c)?;
+            bits.extend((0..6).rev().map(|i| (v >> i) & 1 == 1));
+        }
+        let bytes: Vec<u8> = bits
+            .chunks_exact(8)
+            .map(|b| b.iter().fold(0u8, |acc, &bit| acc << 1 | u8::from(bit)))
+            .collect();
+        let leftover = &bits[bytes.len() * 8..];
+        (leftover.len() < 6 && leftover.iter().all(|b| !b)).then_some(bytes)
+    }
+
+    #[test]
+    fn base64_is_rfc4648_section_10() {
+        for (input, want) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(input.as_bytes()), want, "{input:?}");
+            assert_eq!(unbase64(want).as_deref(), Some(input.as_bytes()));
+        }
+        // The two digits the URL-safe alphabet replaces, and every byte.
+        assert_eq!(base64(&[0xfb, 0xef, 0xbe]), "++++");
+        assert_eq!(base64(&[0xff, 0xff, 0xff]), "////");
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(unbase64(&base64(&all)), Some(all));
+    }
+
+    #[test]
+    fn confd_b64_encodes_the_user_name_only() {
+        let h = build(
+            HeaderKind::ConfdB64,
+            "admin",
+            src(),
+            &HeaderFields::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            h,
+            b"b64[YWRtaW4=;192.0.2.7/40001;ssh;9000;100;;/var/confd/homes/admin;;]\n"
+        );
+        assert_eq!(HeaderKind::parse("confd-b64"), Some(HeaderKind::ConfdB64));
+        assert_eq!(HeaderKind::ConfdB64.to_string(), "confd-b64");
+        // Separators, a newline and non-ASCII reach ConfD exactly, when
+        // HOMEDIR does not repeat the name.
+        let fixed_home = HeaderFields {
+            home: "/var/confd/homes/tls".into(),
+            ..HeaderFields::default()
+        };
+        let name = "a;b]\n[c \u{fc}\u{20ac}";
+        let h = build(HeaderKind::ConfdB64, name, src(), &fixed_home).unwrap();
+        let want = format!(
+            "b64[{};192.0.2.7/40001;ssh;9000;100;;/var/confd/homes/tls;;]\n",
+            base64(name.as_bytes())
+        );
+        assert_eq!(String::from_utf8(h).unwrap(), want);
+        // The other fields are checked as in the plain form.
+        assert_eq!(
+            build(HeaderKind::ConfdB64, "a;b", src(), &HeaderFields::default()),
+            Err(Unsafe::Char(';'))
+        );
+        let bad_groups = HeaderFields {
+            groups: "x;y".into(),
+            ..fixed_home.clone()
+        };
+        assert!(build(HeaderKind::ConfdB64, "admin", src(), &bad_groups).is_err());
+        for bad in ["", "a\0b"] {
+            assert!(build(HeaderKind::ConfdB64, bad, src(), &fixed_home).is_err());
+        }
+        let long = "\u{fc}".repeat(MAX_NAME / 2 + 1);
+        assert_eq!(
+            build(HeaderKind::ConfdB64, &long, src(), &fixed_home),
+            Err(Unsafe::TooLong)
+        );
+    }
+
+    /// Whatever the name, a b64 header is one line of 8 fields whose first
+    /// decodes to exactly that name; it is refused only for an empty name,
+    /// a NUL, or a HOMEDIR the name would break.
+    #[test]
+    fn confd_b64_any_name_round_trips() {
+        let pool = [
+            ';',
+            '[',
+            ']',
+            '\n',
+            '\r',
+            '\0',
+            '%',
+            ' ',
+            'a',
+            '\u{fc}',
+            '\u{85}',
+            '\u{1F600}',
+        ];
+        let fixed_home = HeaderFields {
+            home: "/var/confd/homes/tls".into(),
+            ..HeaderFields::default()
+        };
+        let mut seed = 0x9E3779B97F4A7C15u64;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 10) as usize;
+            let name: String = (0..len)
+                .map(|i| match (seed >> (i * 6)) & 63 {
+                    n if n < 32 => pool[n as usize % pool.len()],
+                    n => char::from(n as u8 + 64),
+                })
+                .collect();
+            for fields in [&fixed_home, &HeaderFields::default()] {
+                let home = fields.home.replace("%u", &name);
+                let Ok(h) = build(HeaderKind::ConfdB64, &name, src(), fields) else {
+                    assert!(
+                        name.is_empty() || name.contains('\0') || check_field(&home).is_err(),
+                        "{name:?} refused"
+                    );
+                    continue;
+                };
+                let line = String::from_utf8(h).unwrap();
+                let body = line
+                    .strip_prefix("b64[")
+                    .unwrap()
+                    .strip_suffix(";]\n")
+                    .unwrap();
+                let fields: Vec<&str> = body.split(';').collect();
+                assert_eq!(fields.len(), 8, "{name:?}: {line:?}");
+                assert_eq!(fields[6], home);
+                let decoded = unbase64(fields[0]).unwrap();
+                assert_eq!(String::from_utf8(decoded).unwrap(), name);
             }
         }
     }

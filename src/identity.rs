@@ -19,7 +19,7 @@ use rustls::pki_types::{CertificateDer, SignatureVerificationAlgorithm, TrustAnc
 use webpki::{EndEntityCert, KeyUsage};
 
 use crate::der::{self, AltName, Validity};
-use crate::header;
+use crate::header::{self, HeaderKind};
 
 /// RFC 7407's fingerprint: a TLS HashAlgorithm octet, then the digest.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -138,7 +138,7 @@ impl Rule {
         };
         let map = match (map, name) {
             ("specified", Some(name)) => {
-                header::check_user(name)
+                header::check_name(name)
                     .map_err(|why| format!("{name:?} cannot be a user name: {why}"))?;
                 MapType::Specified(name.to_string())
             }
@@ -253,6 +253,8 @@ pub struct Mapper {
     anchors: Vec<Anchor>,
     /// The signature algorithms the handshake verified the chain with (ring).
     algorithms: &'static [&'static dyn SignatureVerificationAlgorithm],
+    /// The session header, which decides what a usable name is.
+    header: HeaderKind,
 }
 
 impl Mapper {
@@ -280,7 +282,14 @@ impl Mapper {
             rules,
             anchors,
             algorithms,
+            header: HeaderKind::Confd,
         }
+    }
+
+    /// Names are usable when `header` carries them exactly (the default,
+    /// ConfD's plain line, is the strictest).
+    pub fn for_header(self, header: HeaderKind) -> Mapper {
+        Mapper { header, ..self }
     }
 
     /// The user for a verified chain (end-entity first), or why there is none.
@@ -301,7 +310,7 @@ impl Mapper {
                 }
             }
             match rule.derive(cert) {
-                Some(user) => match header::check_user(&user) {
+                Some(user) => match self.header.check_user(&user) {
                     Ok(()) => return Ok(user),
                     Err(e) => why.push(format!("rule '{rule}' gave unusable name {user:?}: {e}")),
                 },
@@ -460,6 +469,22 @@ mod tests {
             assert!(m.user_for(&[der(&ca.client(cn))]).is_err(), "{cn:?}");
         }
         assert!(m.user_for(&[]).is_err());
+    }
+
+    #[test]
+    fn the_header_decides_which_names_are_usable() {
+        let ca = pki::Ca::new("CA");
+        let m = mapper(&["* common-name"], &[&ca]).for_header(HeaderKind::ConfdB64);
+        for cn in ["a;b", "evil]", "two\nlines", "j\u{fc}rgen"] {
+            assert_eq!(m.user_for(&[der(&ca.client(cn))]), Ok(cn.into()));
+        }
+        assert!(m.user_for(&[der(&ca.client(""))]).is_err());
+        // netconfd's XML attribute takes separators but no control character.
+        let rules = ["* common-name", "* specified fallback"];
+        let m = mapper(&rules, &[&ca]).for_header(HeaderKind::Ncx { port: 830 });
+        assert_eq!(m.user_for(&[der(&ca.client("a;b"))]), Ok("a;b".into()));
+        let two_lines = der(&ca.client("two\nlines"));
+        assert_eq!(m.user_for(&[two_lines]), Ok("fallback".into()));
     }
 
     #[test]
@@ -628,6 +653,8 @@ mod tests {
 
     #[test]
     fn rule_syntax_errors_say_what_is_wrong() {
+        // Which names the header can carry is checked with the header.
+        let too_long = format!("* specified {}", "x".repeat(header::MAX_NAME + 1));
         let cases = [
             ("", "expected FINGERPRINT MAP-TYPE"),
             ("* specified", "needs a NAME"),
@@ -639,7 +666,7 @@ mod tests {
                 "04:00:11 common-name",
                 "SHA-256 fingerprint has 32 digest octets, not 2",
             ),
-            ("* specified a;b", "cannot be a user name"),
+            (too_long.as_str(), "cannot be a user name"),
         ];
         for (text, want) in cases {
             let err = Rule::parse(text).unwrap_err();
@@ -652,7 +679,7 @@ mod tests {
     #[test]
     fn san_with_embedded_nul_is_not_a_name() {
         assert_eq!(
-            dns_name(b"a\0b").map(|n| header::check_user(&n).is_ok()),
+            dns_name(b"a\0b").map(|n| header::check_name(&n).is_ok()),
             Some(false)
         );
         assert_eq!(ip_name(&[1, 2, 3]), None);

@@ -9,6 +9,7 @@ pub mod addr;
 mod admission;
 pub mod backend;
 pub mod config;
+mod config_file;
 mod crl;
 mod der;
 pub mod ffi;

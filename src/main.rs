@@ -87,7 +87,9 @@ fn serve(config: Config, args: Vec<String>, logging: Logging) -> Result<(), Stri
 /// valid server certificate or an expired CRL fails the check (exit 1).
 fn check(config: &Config, loaded: &tls::Loaded) -> ExitCode {
     use nctls::inventory::{unix_now, Severity};
-    println!("{config}");
+    // The configuration's text ends with a newline; every other line is a
+    // `# ` comment, so the output can be saved as a config file.
+    print!("{config}");
     let inventory = &loaded.inventory;
     for line in inventory.summary() {
         println!("# loaded: {line}");
@@ -108,7 +110,7 @@ fn check(config: &Config, loaded: &tls::Loaded) -> ExitCode {
     if failed {
         return ExitCode::FAILURE;
     }
-    println!("configuration OK");
+    println!("# configuration OK");
     ExitCode::SUCCESS
 }
 

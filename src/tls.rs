@@ -88,7 +88,7 @@ pub fn load(config: &Config) -> Result<Loaded, String> {
     })?;
     Ok(Loaded {
         server,
-        mapper: Mapper::new(config.identity.clone(), roots),
+        mapper: Mapper::new(config.identity.clone(), roots).for_header(config.header),
         inventory: Arc::new(inventory),
     })
 }

@@ -843,7 +843,7 @@ fn check_summarises_what_was_loaded_as_comments() {
         crl_lines[1].contains("number 01, superseded by a newer CRL"),
         "{stdout}"
     );
-    assert_eq!(stdout.lines().last(), Some("configuration OK"));
+    assert_eq!(stdout.lines().last(), Some("# configuration OK"));
 }
 
 /// The server certificate's notAfter as openssl reads it, in our format.

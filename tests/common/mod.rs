@@ -5,6 +5,7 @@
 
 pub mod netconf;
 pub mod netns;
+pub mod oneshot;
 pub mod pki;
 pub mod tlscli;
 

@@ -8,6 +8,7 @@ use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{TempDir, TlsStream};
@@ -145,6 +146,8 @@ fn startup_config() -> String {
 pub struct ConfdEmu {
     child: Child,
     pub addr: SocketAddr,
+    /// Its log lines so far (it logs each session's decoded header).
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl ConfdEmu {
@@ -168,8 +171,32 @@ impl ConfdEmu {
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("confd-emu did not start: {first:?}"));
         // Keep draining its log so it never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        ConfdEmu { child, addr }
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        ConfdEmu { child, addr, log }
+    }
+
+    /// The first log line containing `pattern`, waiting up to `timeout`.
+    pub fn wait_log(&self, pattern: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found = self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(pattern))
+                .cloned();
+            if found.is_some() || Instant::now() >= deadline {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
