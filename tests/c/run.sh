@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # run.sh WRAPPER BUILD_DIR: the C tests, against the ConfD emulator and the
-# nc-client TLS client (cargo's release examples). WRAPPER is the valgrind
+# nc-client TLS client (cargo's release examples, in cargo's target directory). WRAPPER is the valgrind
 # command line, or "" for the ASan/UBSan builds. Every C program must exit 0
 # and leave no valgrind error (definite leaks included).
 set -euo pipefail
@@ -8,7 +8,7 @@ set -euo pipefail
 wrap=$1
 build=$(cd "$2" && pwd)
 root=$(cd "$(dirname "$0")/../.." && pwd)
-ex=$root/target/release/examples
+ex=$("$root/scripts/target-dir.sh")/release/examples
 work=$(mktemp -d)
 pids=()
 cleanup() {
