@@ -19,6 +19,7 @@ BINDIR ?= $(PREFIX)/bin
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+MANDIR ?= $(PREFIX)/share/man
 
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 MAJOR := $(firstword $(subst ., ,$(VERSION)))
@@ -47,7 +48,7 @@ VALGRIND := valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-k
 C_PROGRAMS := tls-subsys embed test-api
 C_BINS := $(addprefix $(CBUILD)/,$(C_PROGRAMS)) $(addprefix $(CBUILD)/asan/,$(C_PROGRAMS))
 
-.PHONY: all build lib header check-header cbindgen check-symbols c-examples c-test \
+.PHONY: all build lib man header check-header cbindgen check-symbols c-examples c-test \
 	demo certs test fresh-clone-test lint install clean venv interop-clients bench bench-quick
 
 all: build lib c-examples
@@ -76,6 +77,18 @@ $(DIST)/libnctls.a: $(LIB_SOURCES)
 	@mkdir -p $(DIST)
 	$(CARGO) rustc --profile $(LIB_PROFILE) --lib --crate-type staticlib
 	cp $(TARGET_DIR)/$(LIB_PROFILE)/libnctls.a $@
+
+# nctls(8) and nctls.conf(5) from their scdoc sources (Debian: scdoc).
+SCDOC ?= scdoc
+MAN_PAGES := $(TARGET_DIR)/man/nctls.8 $(TARGET_DIR)/man/nctls.conf.5
+
+man: $(MAN_PAGES)
+
+$(TARGET_DIR)/man/%: man/%.scd
+	@command -v $(SCDOC) >/dev/null || { echo "the man pages need scdoc: apt-get install -y scdoc (or run .ci/run)" >&2; exit 1; }
+	@mkdir -p $(@D)
+	$(SCDOC) <$< >$@.tmp
+	mv $@.tmp $@
 
 # The pinned cbindgen, installed with cargo when missing or another version.
 cbindgen:
@@ -169,8 +182,9 @@ fresh-clone-test:
 
 # nctls.pc is written for this PREFIX on every install (never a copy made
 # for an earlier one).
-install: build lib
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
+install: build lib man
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR) \
+	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5
 	install -m 755 $(TARGET_DIR)/release/nctls $(DESTDIR)$(BINDIR)/nctls
 	install -m 755 $(DIST)/libnctls.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libnctls.so.$(VERSION)
 	ln -sf libnctls.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libnctls.so.$(MAJOR)
@@ -181,6 +195,8 @@ install: build lib
 	    -e 's|@VERSION@|$(VERSION)|; s|@NATIVE_STATIC_LIBS@|$(NATIVE_STATIC_LIBS)|' \
 	    nctls.pc.in >$(DESTDIR)$(PKGCONFIGDIR)/nctls.pc
 	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/nctls.pc
+	install -m 644 $(TARGET_DIR)/man/nctls.8 $(DESTDIR)$(MANDIR)/man8/nctls.8
+	install -m 644 $(TARGET_DIR)/man/nctls.conf.5 $(DESTDIR)$(MANDIR)/man5/nctls.conf.5
 
 # Side by side with hitch, stunnel and socat (installed from Debian when
 # missing; needs root for that, two CPUs, ~15 minutes). Not part of `test`.

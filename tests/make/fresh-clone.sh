@@ -5,7 +5,7 @@
 #     copy's ./target: stale ones planted there fail the demo if used, and
 #     ./target must be exactly as planted afterwards;
 #   - two `make install`s with two PREFIXes each ship a nctls.pc naming their
-#     own prefix;
+#     own prefix, and the man pages;
 #   - `cargo build --release` makes no C library (only `make lib` may: its
 #     profile unwinds, so a panic becomes NCTLS_RESULT_PANIC).
 # The copy's build output is kept under cargo's target directory
@@ -56,7 +56,7 @@ for prefix in /opt/nctls-one /opt/nctls-two; do
 done
 for prefix in /opt/nctls-one /opt/nctls-two; do
     d=$stage/root$prefix
-    for f in bin/nctls lib/libnctls.so.0 lib/libnctls.a include/nctls.h; do
+    for f in bin/nctls lib/libnctls.so.0 lib/libnctls.a include/nctls.h share/man/man8/nctls.8 share/man/man5/nctls.conf.5; do
         [ -e "$d/$f" ] || fail "PREFIX=$prefix: $f not installed"
     done
     for var in prefix=$prefix libdir=$prefix/lib includedir=$prefix/include; do
