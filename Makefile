@@ -5,13 +5,21 @@
 
 CARGO ?= cargo
 CC ?= cc
-DEMO_DIR ?= target/demo
+# Where cargo builds (CARGO_TARGET_DIR, build.target-dir, or ./target), asked
+# of cargo once; exported so every cargo call and script below agrees.
+TARGET_DIR := $(shell CARGO='$(CARGO)' scripts/target-dir.sh)
+ifeq ($(TARGET_DIR),)
+$(error cannot ask cargo where it builds (scripts/target-dir.sh))
+endif
+export CARGO_TARGET_DIR := $(TARGET_DIR)
+DEMO_DIR ?= $(TARGET_DIR)/demo
 PREFIX ?= /usr/local
 DESTDIR ?=
 BINDIR ?= $(PREFIX)/bin
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+MANDIR ?= $(PREFIX)/share/man
 
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 MAJOR := $(firstword $(subst ., ,$(VERSION)))
@@ -22,19 +30,21 @@ CBINDGEN_VERSION := 0.29.4
 # --print native-static-libs); nctls.pc's Libs.private.
 NATIVE_STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 PYTHON ?= python3
-VENV := target/venv
-LN2_CLIENT := target/interop/ln2-client
+VENV := $(TARGET_DIR)/venv
+LN2_CLIENT := $(TARGET_DIR)/interop/ln2-client
 # PyPI NETCONF clients for tests/netconf.rs, pinned: stock ncclient 0.7.x is
 # the one with bug #651 that --max-record's default works around. logfmtkv
 # (go-logfmt's rules) parses the session log lines in tests/logs.rs.
 PY_CLIENTS := ncclient==0.7.1 netconf-client==3.6.0 netconf-console2==3.0.1 six==1.17.0 \
 	logfmtkv==0.2.1
 
-DIST := target/dist
+DIST := $(TARGET_DIR)/dist
 # The libraries' profile: release (opt-level "s", ring at 3, LTO) but unwinding.
 LIB_PROFILE ?= lib
-CBUILD := target/c
-CWARN := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror
+CBUILD := $(TARGET_DIR)/c
+# No feature macros here: each C file defines what it needs, so the
+# README's plain `cc` command builds it as warning-free as this does.
+CWARN := -std=c11 -Wall -Wextra -Werror
 ASAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 VALGRIND := valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
 	--suppressions=$(CURDIR)/tests/c/valgrind.supp
@@ -42,37 +52,47 @@ VALGRIND := valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-k
 C_PROGRAMS := tls-subsys embed test-api
 C_BINS := $(addprefix $(CBUILD)/,$(C_PROGRAMS)) $(addprefix $(CBUILD)/asan/,$(C_PROGRAMS))
 
-.PHONY: all build lib header check-header cbindgen check-symbols c-examples c-test \
-	demo certs test lint install clean venv interop-clients bench bench-quick
+.PHONY: all build lib man header check-header cbindgen check-symbols c-examples c-test \
+	demo certs test fresh-clone-test lint install clean venv interop-clients bench bench-quick
 
 all: build lib c-examples
 
 build:
 	$(CARGO) build --release --bin nctls --examples
 
-# libnctls.so (soname libnctls.so.$(MAJOR), set by build.rs) and libnctls.a,
+# libnctls.so and libnctls.a: only here (Cargo.toml's library is an rlib),
 # each built alone so LTO applies, with the `lib` profile (panics unwind to
-# the C boundary). Copied out at once: cargo reuses the output names.
-lib: $(DIST)/libnctls.a $(DIST)/libnctls.so.$(VERSION) $(DIST)/nctls.pc
+# the C boundary). The soname carries the major version (libnctls.so.0), so
+# programs linked against it keep working across compatible updates. Copied
+# out at once: cargo reuses the output names.
+lib: $(DIST)/libnctls.a $(DIST)/libnctls.so.$(VERSION)
 
-LIB_SOURCES := Cargo.toml Cargo.lock build.rs $(wildcard src/*.rs)
+LIB_SOURCES := Cargo.toml Cargo.lock $(shell find src -name '*.rs')
 
 $(DIST)/libnctls.so.$(VERSION): $(LIB_SOURCES)
 	@mkdir -p $(DIST)
-	$(CARGO) rustc --profile $(LIB_PROFILE) --lib --crate-type cdylib
-	cp target/$(LIB_PROFILE)/libnctls.so $@
+	$(CARGO) rustc --profile $(LIB_PROFILE) --lib --crate-type cdylib -- \
+	    -C link-arg=-Wl,-soname,libnctls.so.$(MAJOR)
+	cp $(TARGET_DIR)/$(LIB_PROFILE)/libnctls.so $@
 	ln -sf libnctls.so.$(VERSION) $(DIST)/libnctls.so.$(MAJOR)
 	ln -sf libnctls.so.$(MAJOR) $(DIST)/libnctls.so
 
 $(DIST)/libnctls.a: $(LIB_SOURCES)
 	@mkdir -p $(DIST)
 	$(CARGO) rustc --profile $(LIB_PROFILE) --lib --crate-type staticlib
-	cp target/$(LIB_PROFILE)/libnctls.a $@
+	cp $(TARGET_DIR)/$(LIB_PROFILE)/libnctls.a $@
 
-$(DIST)/nctls.pc: nctls.pc.in Cargo.toml Makefile
-	@mkdir -p $(DIST)
-	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|' \
-	    -e 's|@VERSION@|$(VERSION)|; s|@NATIVE_STATIC_LIBS@|$(NATIVE_STATIC_LIBS)|' $< >$@
+# nctls(8) and nctls.conf(5) from their scdoc sources (Debian: scdoc).
+SCDOC ?= scdoc
+MAN_PAGES := $(TARGET_DIR)/man/nctls.8 $(TARGET_DIR)/man/nctls.conf.5
+
+man: $(MAN_PAGES)
+
+$(TARGET_DIR)/man/%: man/%.scd
+	@command -v $(SCDOC) >/dev/null || { echo "the man pages need scdoc: apt-get install -y scdoc (or run .ci/run)" >&2; exit 1; }
+	@mkdir -p $(@D)
+	$(SCDOC) <$< >$@.tmp
+	mv $@.tmp $@
 
 # The pinned cbindgen, installed with cargo when missing or another version.
 cbindgen:
@@ -85,9 +105,9 @@ header: cbindgen
 
 # Fails when the checked-in header differs from a fresh generation.
 check-header: cbindgen
-	@mkdir -p target
-	$(CBINDGEN) --config cbindgen.toml --output target/nctls.h.fresh --quiet
-	@diff -u include/nctls.h target/nctls.h.fresh || \
+	@mkdir -p $(TARGET_DIR)
+	$(CBINDGEN) --config cbindgen.toml --output $(TARGET_DIR)/nctls.h.fresh --quiet
+	@diff -u include/nctls.h $(TARGET_DIR)/nctls.h.fresh || \
 	    { echo "include/nctls.h is out of date: run 'make header'" >&2; exit 1; }
 	@echo "header: include/nctls.h matches src/ffi.rs"
 
@@ -160,16 +180,30 @@ $(LN2_CLIENT): tests/interop/ln2-client.c
 test: lint interop-clients
 	$(CARGO) test
 	$(MAKE) c-test
+	$(MAKE) fresh-clone-test
 
-install: build lib
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
-	install -m 755 target/release/nctls $(DESTDIR)$(BINDIR)/nctls
+# The Makefile from a fresh copy of the tree with CARGO_TARGET_DIR set:
+# demo, two installs with two PREFIXes, no C library from `cargo build`.
+fresh-clone-test:
+	tests/make/fresh-clone.sh
+
+# nctls.pc is written for this PREFIX on every install (never a copy made
+# for an earlier one).
+install: build lib man
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR) \
+	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5
+	install -m 755 $(TARGET_DIR)/release/nctls $(DESTDIR)$(BINDIR)/nctls
 	install -m 755 $(DIST)/libnctls.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libnctls.so.$(VERSION)
 	ln -sf libnctls.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libnctls.so.$(MAJOR)
 	ln -sf libnctls.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libnctls.so
 	install -m 644 $(DIST)/libnctls.a $(DESTDIR)$(LIBDIR)/libnctls.a
 	install -m 644 include/nctls.h $(DESTDIR)$(INCLUDEDIR)/nctls.h
-	install -m 644 $(DIST)/nctls.pc $(DESTDIR)$(PKGCONFIGDIR)/nctls.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|; s|@NATIVE_STATIC_LIBS@|$(NATIVE_STATIC_LIBS)|' \
+	    nctls.pc.in >$(DESTDIR)$(PKGCONFIGDIR)/nctls.pc
+	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/nctls.pc
+	install -m 644 $(TARGET_DIR)/man/nctls.8 $(DESTDIR)$(MANDIR)/man8/nctls.8
+	install -m 644 $(TARGET_DIR)/man/nctls.conf.5 $(DESTDIR)$(MANDIR)/man5/nctls.conf.5
 
 # Side by side with hitch, stunnel and socat (installed from Debian when
 # missing; needs root for that, two CPUs, ~15 minutes). Not part of `test`.

@@ -6,14 +6,15 @@
 # BENCH_ONLY="bulk-up sessions" restrict what runs (the report then shows
 # only those); NCTLS_VARIANTS="small=/path/a fast=/path/b" adds rows
 # nctls-small, nctls-fast (other builds); BENCH_REPEATS=N overrides the repeat count. Such runs write
-# target/bench/RESULTS-*-partial.md instead of bench/RESULTS.md.
+# TARGET/bench/RESULTS-*-partial.md instead of bench/RESULTS.md (TARGET: cargo's
+# target directory, scripts/target-dir.sh).
 # Installs the peers from Debian if missing, builds nctls and the load
 # generator (examples/loadgen), makes an ECDSA P-256 PKI, then for every
 # repeat runs each workload against each relay, started afresh for it: the
 # relay pinned to CPU 0, the load generator and its backend to CPU 1. The
 # load generator measures the relay's CPU and memory from /proc and prints
 # `LABEL WORKLOAD METRIC VALUE` lines; `loadgen report` writes the medians and
-# nctls/peer ratios to bench/RESULTS.md (--quick: target/bench/RESULTS-quick.md).
+# nctls/peer ratios to bench/RESULTS.md (--quick: TARGET/bench/RESULTS-quick.md).
 #
 # Traffic stays on 127.0.0.1. Every wait is bounded.
 set -euo pipefail
@@ -29,13 +30,14 @@ case "${1:-}" in
     ;;
 esac
 
-out=target/bench
-pki=$PWD/$out/pki
+target=$(scripts/target-dir.sh)
+out=$target/bench
+pki=$out/pki
 logs=$out/logs
 results=$out/results.tsv
 meta=$out/meta.tsv
-loadgen=$PWD/target/release/examples/loadgen
-nctls=$PWD/target/release/nctls
+loadgen=$target/release/examples/loadgen
+nctls=$target/release/nctls
 
 # The relay under test runs alone on CPU 0; load generator and backend on CPU 1.
 relay_cpu=0
@@ -201,11 +203,11 @@ relay_command() { # LABEL PORT BACKEND_PORT
         ;;
     hitch)
         hitch_conf "$port" "$bport" >"$out/hitch.conf"
-        echo "hitch --config=$PWD/$out/hitch.conf"
+        echo "hitch --config=$out/hitch.conf"
         ;;
     stunnel)
         stunnel_conf "$port" "$bport" >"$out/stunnel.conf"
-        echo "stunnel4 $PWD/$out/stunnel.conf"
+        echo "stunnel4 $out/stunnel.conf"
         ;;
     socat)
         echo "socat OPENSSL-LISTEN:$port,bind=127.0.0.1,reuseaddr,fork,backlog=1024,cert=$pki/x509-server.pem,key=$pki/x509-server-key.pem,cafile=$pki/x509-ca.pem,verify=1,openssl-min-proto-version=TLS1.2 TCP:127.0.0.1:$bport"

@@ -17,6 +17,8 @@
  *   -d  directory of x509-server.pem, x509-server-key.pem, x509-ca.pem [.]
  *   -m  a table entry: certificate common name CN runs as USER [admin=admin]
  */
+/* getopt, sigaction: POSIX, not plain C11. */
+#define _POSIX_C_SOURCE 200809L
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>

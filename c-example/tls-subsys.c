@@ -21,6 +21,8 @@
  * SIGTERM/SIGINT: stop accepting, end every session with close_notify,
  * free everything, exit 0.
  */
+/* pipe2 and accept4 (atomic close-on-exec) are GNU extensions. */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -189,7 +191,9 @@ int main(int argc, char **argv)
     int bad = set(cfg, "backend", backend);
     if (!by_cn)
         bad |= set(cfg, "user", user);
-    if (access(CRLFILE, R_OK) == 0)
+    /* Used whenever it exists: one this process cannot read stops it here
+     * (the load names the file), never a silently skipped revocation check. */
+    if (access(CRLFILE, F_OK) == 0)
         bad |= set(cfg, "crl", CRLFILE);
     if (bad || nctls_config_load(cfg) != NCTLS_RESULT_OK) {
         if (!bad)

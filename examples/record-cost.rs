@@ -3,7 +3,8 @@
 //! the relay's CPU time (utime + stime from /proc/PID/stat) and wall time.
 //!
 //! usage: cargo run --release --example record-cost -- [MIB] [ROUNDS]
-//! (uses target/release/nctls; build it first with `make build`)
+//! (uses the release nctls next to this example's directory, wherever cargo
+//! builds; build it first with `make build`)
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -36,9 +37,14 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let mib: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(512);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
-    let nctls = Path::new("target/release/nctls")
-        .canonicalize()
-        .expect("build target/release/nctls first (make build)");
+    // This example runs from PROFILE/examples/; the daemon is PROFILE/nctls.
+    let exe = std::env::current_exe().expect("own path");
+    let nctls = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|profile| profile.join("nctls"))
+        .filter(|p| p.exists())
+        .expect("build nctls first (make build)");
 
     let dir = std::env::temp_dir().join(format!("nctls-record-cost-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");

@@ -8,7 +8,7 @@
 set -euo pipefail
 
 dir=$(cd "${1:?usage: demo.sh CERT_DIR}" && pwd)
-bin=$(cd "$(dirname "$0")/.." && pwd)/target/release
+bin=$("$(dirname "$0")/target-dir.sh")/release
 log=$dir/logs
 mkdir -p "$log"
 pids=()

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::netconf::root;
+use common::netconf::target_dir;
 use common::*;
 
 const SOON: Duration = Duration::from_secs(5);
@@ -31,7 +31,7 @@ impl Parsed {
 
 /// The virtualenv's Python with logfmtkv, or a failure with a hint.
 fn python() -> PathBuf {
-    let python = root().join("target/venv/bin/python");
+    let python = target_dir().join("venv/bin/python");
     let ok = Command::new(&python)
         .args(["-c", "import logfmtkv"])
         .stderr(Stdio::null())

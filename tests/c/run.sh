@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # run.sh WRAPPER BUILD_DIR: the C tests, against the ConfD emulator and the
-# nc-client TLS client (cargo's release examples). WRAPPER is the valgrind
+# nc-client TLS client (cargo's release examples, in cargo's target directory). WRAPPER is the valgrind
 # command line, or "" for the ASan/UBSan builds. Every C program must exit 0
 # and leave no valgrind error (definite leaks included).
 set -euo pipefail
@@ -8,7 +8,7 @@ set -euo pipefail
 wrap=$1
 build=$(cd "$2" && pwd)
 root=$(cd "$(dirname "$0")/../.." && pwd)
-ex=$root/target/release/examples
+ex=$("$root/scripts/target-dir.sh")/release/examples
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -97,6 +97,58 @@ grep -q "clean close (close_notify)" "$work/c.out" && ok "tls-subsys: SIGTERM en
     || { bad "tls-subsys: SIGTERM close_notify"; cat "$work/c.out" >&2; }
 grep -q "Session from .* ended: backend-closed" "$work/subsys.log" && ok "tls-subsys: logs the close reason" \
     || bad "tls-subsys: logs the close reason"
+
+# --- tls-subsys and a crl.pem in its directory (c-example/README.md) -----
+# A stale one (nextUpdate passed) refuses every client; ConfD never sees one.
+stale=$work/stale-crl
+mkdir "$stale"
+cp "$pki"/x509-* "$stale/"
+(
+    cd "$stale"
+    printf '[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\ncrlnumber = crlnumber\ndefault_md = sha256\n' >ca.conf
+    : >index.txt
+    echo 01 >crlnumber
+    openssl ca -config ca.conf -keyfile x509-ca-key.pem -cert x509-ca.pem -gencrl \
+        -crl_lastupdate 20200101000000Z -crl_nextupdate 20200201000000Z -out crl.pem 2>/dev/null
+)
+(cd "$stale" && exec $wrap "$build/tls-subsys" -f -p 0 -b "$emu") >"$work/stale.log" 2>&1 &
+subsys=$!
+pids+=($subsys)
+wait_for "$work/stale.log" "Server ready"
+port=$(port_of "$work/stale.log" "Listening to port '")
+if client "$work/stale.out" client "$port" --get; then
+    bad "tls-subsys: a stale crl.pem refuses the client"
+else
+    wait_for "$work/stale.log" "Handshake with .* has failed" 10 && ok "tls-subsys: a stale crl.pem refuses the client"
+fi
+sessions_before=$(grep -c "user=admin source=" "$work/emu.log" || true)
+kill -TERM "$subsys"
+check "tls-subsys: stops cleanly after refusing (stale crl.pem)" wait "$subsys"
+[ "$(grep -c "user=admin source=" "$work/emu.log" || true)" = "$sessions_before" ] &&
+    ok "tls-subsys: a refused client never reaches ConfD" || bad "tls-subsys: a refused client reached ConfD"
+
+# One it cannot read (root-only, tls-subsys run as another user) stops it at
+# start, naming the file: never a silently skipped revocation check. Run
+# from copies readable by that user, without valgrind (its suppressions may
+# live where that user cannot read).
+if [ "$(id -u)" -eq 0 ]; then
+    private=$work/private-crl
+    mkdir "$private"
+    cp "$stale"/x509-server.pem "$stale"/x509-server-key.pem "$stale"/x509-ca.pem "$stale"/crl.pem "$build/tls-subsys" "$private/"
+    chmod 755 "$work" "$private"
+    chmod 644 "$private"/x509-*
+    chmod 600 "$private/crl.pem"
+    status=0
+    (cd "$private" && exec timeout 60 setpriv --reuid=65534 --regid=65534 --clear-groups \
+        ./tls-subsys -f -p 0 -b "$emu") >"$work/private.log" 2>&1 || status=$?
+    if [ "$status" -eq 1 ] && grep -q "crl.pem.*Permission denied" "$work/private.log"; then
+        ok "tls-subsys: an unreadable crl.pem stops it at start, naming the file"
+    else
+        bad "tls-subsys: an unreadable crl.pem stops it at start (exit $status)"; cat "$work/private.log" >&2
+    fi
+else
+    bad "tls-subsys: unreadable crl.pem: needs root (to run tls-subsys as another user)"
+fi
 
 # --- embed: the server on a thread, identity and session-end callbacks ----
 $wrap "$build/embed" -l 127.0.0.1:0 -b "$emu" -d "$pki" -m admin=admin >"$work/embed.out" 2>"$work/embed.err" &

@@ -8,6 +8,8 @@
  * Run under valgrind and built with ASan/UBSan by `make c-test`. SIGPIPE is
  * left at its default action: if nctls ever raised it, this process dies.
  */
+/* POSIX sockets, signals, posix_spawn, nanosleep: not plain C11. */
+#define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>

@@ -18,6 +18,17 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Cargo's target directory (wherever CARGO_TARGET_DIR puts it), where
+/// `make venv` and `make interop-clients` put the third-party clients: the
+/// tests' nctls is TARGET/debug/nctls.
+pub fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_nctls"))
+        .ancestors()
+        .nth(2)
+        .expect("target dir")
+        .to_path_buf()
+}
+
 /// How many `<blob>` entries netconfd's startup config holds, each of
 /// about 2 KiB: a `<get-config>` reply of a little over 4 MiB.
 pub const BLOBS: usize = 2000;
@@ -335,7 +346,7 @@ pub fn run_driver(cmd: Command, limit: Duration) -> (Option<Report>, String) {
 
 /// The virtualenv's Python with the PyPI clients, or a failure with a hint.
 pub fn venv_python() -> PathBuf {
-    let python = root().join("target/venv/bin/python");
+    let python = target_dir().join("venv/bin/python");
     let ok = Command::new(&python)
         .args(["-c", "import ncclient, netconf_client, netconf_console"])
         .stdout(Stdio::null())
@@ -353,7 +364,7 @@ pub fn venv_python() -> PathBuf {
 
 /// The libnetconf2 test client, or a failure with a hint.
 pub fn ln2_client() -> PathBuf {
-    let exe = root().join("target/interop/ln2-client");
+    let exe = target_dir().join("interop/ln2-client");
     assert!(
         exe.exists(),
         "{} is needed: run `make interop-clients` (needs libnetconf2-dev, libssh-dev; \
