@@ -99,7 +99,7 @@ cbindgen:
 	@$(CBINDGEN) --version 2>/dev/null | grep -qx 'cbindgen $(CBINDGEN_VERSION)' || \
 	    $(CARGO) install cbindgen --version $(CBINDGEN_VERSION) --locked
 
-# Regenerates include/nctls.h from src/ffi.rs.
+# Regenerates include/nctls.h from src/ffi/.
 header: cbindgen
 	$(CBINDGEN) --config cbindgen.toml --output include/nctls.h --quiet
 
@@ -109,7 +109,7 @@ check-header: cbindgen
 	$(CBINDGEN) --config cbindgen.toml --output $(TARGET_DIR)/nctls.h.fresh --quiet
 	@diff -u include/nctls.h $(TARGET_DIR)/nctls.h.fresh || \
 	    { echo "include/nctls.h is out of date: run 'make header'" >&2; exit 1; }
-	@echo "header: include/nctls.h matches src/ffi.rs"
+	@echo "header: include/nctls.h matches src/ffi/"
 
 # Every symbol the libraries export is declared in the header and vice versa.
 check-symbols: lib

@@ -1,32 +1,22 @@
 //! nctls: a TLS relay for NETCONF over TLS (RFC 7589) in front of a NETCONF
 //! server's plain TCP port (ConfD's `netconf/transport/tcp`).
 //!
-//! Data flows top to bottom: [`server`] accepts and polls, [`session`] moves
-//! bytes and decides how each session ends, [`identity`] and [`header`] decide
-//! once per session what the backend is told.
+//! The layers, each depending only on those listed before it:
+//! - [`identity`]: who the client is (cert-to-name) and what the backend is
+//!   told (session headers), from certificates and addresses; pure.
+//! - [`relay`]: one session's TLS, relay and close state machine; pure, no
+//!   sockets, no configuration, no logging policy.
+//! - [`config`]: options, the config file, and the TLS configuration built
+//!   from the files they name.
+//! - [`daemon`]: the event loop that drives sessions over real sockets,
+//!   with admission, backend addresses, logging, signals and OS calls.
+//! - [`ffi`]: the C API (libnctls) over all of the above.
 
-pub mod addr;
-mod admission;
-pub mod backend;
 pub mod config;
-mod config_file;
-mod crl;
-mod der;
+pub mod daemon;
 pub mod ffi;
-pub mod header;
-pub mod hooks;
 pub mod identity;
-pub mod inventory;
-mod logfmt;
-pub mod logging;
-mod pem;
-mod pending;
-pub mod reload;
-pub mod server;
-pub mod session;
-pub mod sys;
-pub mod tls;
-mod tls_io;
+pub mod relay;
 
 /// The test PKI, shared with the integration tests.
 #[cfg(test)]

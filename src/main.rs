@@ -2,10 +2,11 @@
 
 use std::process::ExitCode;
 
+use nctls::config::tls;
 use nctls::config::{self, Command, Config};
-use nctls::logging::Logging;
-use nctls::server::Server;
-use nctls::{sys, tls};
+use nctls::daemon::logging::Logging;
+use nctls::daemon::server::Server;
+use nctls::daemon::sys;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -86,7 +87,7 @@ fn serve(config: Config, args: Vec<String>, logging: Logging) -> Result<(), Stri
 /// `# ` comments what was loaded and any warnings. An expired or not yet
 /// valid server certificate or an expired CRL fails the check (exit 1).
 fn check(config: &Config, loaded: &tls::Loaded) -> ExitCode {
-    use nctls::inventory::{unix_now, Severity};
+    use nctls::config::inventory::{unix_now, Severity};
     // The configuration's text ends with a newline; every other line is a
     // `# ` comment, so the output can be saved as a config file.
     print!("{config}");
@@ -117,7 +118,7 @@ fn check(config: &Config, loaded: &tls::Loaded) -> ExitCode {
 fn fingerprints(files: &[std::path::PathBuf]) -> Result<String, String> {
     files
         .iter()
-        .map(|file| nctls::identity::fingerprint_file(file))
+        .map(|file| nctls::config::pem::fingerprint_file(file))
         .collect()
 }
 

@@ -18,7 +18,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use crate::addr::{self, ShowIp};
+use crate::identity::addr::{self, ShowIp};
 
 /// Which header the backend expects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -426,7 +426,7 @@ mod tests {
         let mapped: SocketAddr = "[::ffff:127.0.0.1]:47776".parse().unwrap();
         let h = build(HeaderKind::Confd, "admin", mapped, &HeaderFields::default()).unwrap();
         assert!(h.starts_with(b"[admin;127.0.0.1/47776;ssh;"), "{h:?}");
-        let zoned = crate::addr::parse_ip_port("[fe80::1%lo]:7000").unwrap();
+        let zoned = crate::identity::addr::parse_ip_port("[fe80::1%lo]:7000").unwrap();
         let h = build(HeaderKind::Confd, "admin", zoned, &HeaderFields::default()).unwrap();
         assert!(h.starts_with(b"[admin;fe80::1%lo/7000;ssh;"), "{h:?}");
         let ncx = HeaderKind::Ncx { port: 830 };

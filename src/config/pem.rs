@@ -226,10 +226,38 @@ fn marker(line: &[u8], which: &str) -> Option<String> {
     (!label.is_empty() && !label.contains('-')).then(|| label.to_string())
 }
 
+/// `nctls fingerprint FILE`: every certificate in a PEM file, each line
+/// prefixed with the file name; the error is one line naming the file.
+pub fn fingerprint_file(path: &std::path::Path) -> Result<String, String> {
+    let certs = Pem::read(path)
+        .and_then(|pem| pem.certificates())
+        .map_err(|e| format!("fingerprint {}: {e}", path.display()))?;
+    Ok(certs
+        .iter()
+        .map(|cert| {
+            format!(
+                "{}: {}",
+                path.display(),
+                crate::identity::rules::describe_fingerprints(cert)
+            )
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::test_pki as pki;
+
+    #[test]
+    fn fingerprint_file_errors_are_one_line() {
+        let err = fingerprint_file(std::path::Path::new("/nonexistent/x.pem")).unwrap_err();
+        assert!(
+            err.starts_with("fingerprint /nonexistent/x.pem: cannot read: No such file"),
+            "{err}"
+        );
+        assert!(!err.contains('\n') && !err.contains("Os {"), "{err}");
+    }
 
     #[test]
     fn a_byte_order_mark_does_not_hide_the_first_block() {

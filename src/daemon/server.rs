@@ -26,21 +26,21 @@ use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::addr::{self, Show};
-use crate::admission::{Admission, Verdict};
-use crate::backend::{self, Attempt, BackendStream, Dialer};
 use crate::config::Config;
-use crate::header;
+use crate::daemon::admission::{Admission, Verdict};
+use crate::daemon::backend::{self, Attempt, BackendStream, Dialer};
+use crate::identity::addr::{self, Show};
+use crate::identity::header;
 // The server's messages go to an embedder's sink when one is set (see hooks).
-use crate::hooks::{debug, info, log, warn, Hooks, IdentityRequest, SessionEnd};
-use crate::identity::Peer;
-use crate::inventory::{self, Severity};
-use crate::logfmt::Pairs;
-use crate::logging::{self, Logging};
-use crate::reload;
-use crate::session::{EndReason, Session, Side, Status, Stream};
-use crate::sys::{self, Signals};
-use crate::tls::Loaded;
+use crate::config::inventory::{self, Severity};
+use crate::config::tls::Loaded;
+use crate::daemon::hooks::{debug, info, log, warn, Hooks, IdentityRequest, SessionEnd};
+use crate::daemon::logfmt::Pairs;
+use crate::daemon::logging::{self, Logging};
+use crate::daemon::reload;
+use crate::daemon::sys::{self, Signals};
+use crate::identity::rules::Peer;
+use crate::relay::session::{EndReason, Session, Side, Status, Stream};
 
 const WAKER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
@@ -898,7 +898,7 @@ fn is_resource_limit(e: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hooks::with_log_sink;
+    use crate::daemon::hooks::with_log_sink;
     use crate::test_pki as pki;
     use std::sync::mpsc;
 
@@ -910,7 +910,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let ca = pki::Ca::new("CA");
         let soon = inventory::unix_now() + 10 * 86_400;
-        let in_ten_days = crate::der::format_time(soon);
+        let in_ten_days = crate::identity::der::format_time(soon);
         let ymd: Vec<i32> = in_ten_days[..10]
             .split('-')
             .map(|n| n.parse().unwrap())
@@ -926,7 +926,7 @@ mod tests {
             ("listen".into(), "127.0.0.1:0".into()),
         ])
         .unwrap();
-        let tls = crate::tls::load(&config).unwrap();
+        let tls = crate::config::tls::load(&config).unwrap();
         let (lines_tx, lines) = mpsc::channel();
         let (stop_tx, stop) = mpsc::channel();
         let runner = std::thread::spawn(move || {

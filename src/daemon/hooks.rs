@@ -7,7 +7,7 @@
 //! server's messages to a caller's function for the duration of one call (one
 //! `Server::run` on one thread), and to nowhere else meanwhile.
 //!
-//! [`Server`]: crate::server::Server
+//! [`Server`]: crate::daemon::server::Server
 
 use std::cell::RefCell;
 use std::fmt;
@@ -18,8 +18,8 @@ use std::time::Duration;
 use log::Level;
 use rustls::pki_types::CertificateDer;
 
-use crate::identity::Peer;
-use crate::session::EndReason;
+use crate::identity::rules::Peer;
+use crate::relay::session::EndReason;
 
 /// What the identity hook is asked about, once per session, after the
 /// certificate chain has been verified.
@@ -105,16 +105,16 @@ pub fn emit(level: Level, args: fmt::Arguments<'_>) {
 
 // The `log` crate's macro names, so the server's call sites read as usual.
 macro_rules! emit_log {
-    ($level:expr, $($arg:tt)+) => { $crate::hooks::emit($level, format_args!($($arg)+)) };
+    ($level:expr, $($arg:tt)+) => { $crate::daemon::hooks::emit($level, format_args!($($arg)+)) };
 }
 macro_rules! emit_info {
-    ($($arg:tt)+) => { $crate::hooks::emit(::log::Level::Info, format_args!($($arg)+)) };
+    ($($arg:tt)+) => { $crate::daemon::hooks::emit(::log::Level::Info, format_args!($($arg)+)) };
 }
 macro_rules! emit_warn {
-    ($($arg:tt)+) => { $crate::hooks::emit(::log::Level::Warn, format_args!($($arg)+)) };
+    ($($arg:tt)+) => { $crate::daemon::hooks::emit(::log::Level::Warn, format_args!($($arg)+)) };
 }
 macro_rules! emit_debug {
-    ($($arg:tt)+) => { $crate::hooks::emit(::log::Level::Debug, format_args!($($arg)+)) };
+    ($($arg:tt)+) => { $crate::daemon::hooks::emit(::log::Level::Debug, format_args!($($arg)+)) };
 }
 pub(crate) use {emit_debug as debug, emit_info as info, emit_log as log, emit_warn as warn};
 

@@ -15,30 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use syslog::{LogFormat, LoggerBackend, Severity};
 
-use crate::config::FileOption;
-
-/// Where log lines go.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LogOutput {
-    Stderr,
-    /// Appended to this file, created with mode 0640 if missing.
-    File(FileOption),
-    /// The local syslog socket, with this facility (`daemon`, `local3`, ...).
-    Syslog(String),
-}
-
-impl LogOutput {
-    /// Checks a syslog facility name (`daemon`, `user`, `local0` … `local7`, …).
-    pub fn syslog(facility: &str) -> Result<LogOutput, String> {
-        let name = facility.to_ascii_lowercase();
-        match syslog::Facility::from_str(&name) {
-            Ok(_) if !name.starts_with("log_") => Ok(LogOutput::Syslog(name)),
-            _ => Err(format!(
-                "{facility:?}: expected a syslog facility (daemon, user, auth, authpriv, local0 ... local7, ...)"
-            )),
-        }
-    }
-}
+use crate::config::{FileOption, LogOutput};
 
 /// What the event loop keeps of the daemon's logger: SIGUSR1 reopens its
 /// file, a reload applies a new level and destination.

@@ -14,13 +14,12 @@ use std::time::Duration;
 
 use log::LevelFilter;
 
-use crate::addr::{self, Show};
-use crate::backend::BackendAddr;
-use crate::config_file;
-use crate::header::{self, Accounts, HeaderKind};
-use crate::identity::{MapType, Rule};
-use crate::logging::LogOutput;
-use crate::session::{Limits, Tls12Close};
+use crate::config::backend::BackendAddr;
+use crate::config::file;
+use crate::identity::addr::{self, Show};
+use crate::identity::header::{self, Accounts, HeaderKind};
+use crate::identity::rules::{MapType, Rule};
+use crate::relay::session::{Limits, Tls12Close};
 
 /// Everything the server needs, validated.
 #[derive(Clone, Debug)]
@@ -75,6 +74,29 @@ impl FileOption {
     /// One error line about this file: `ORIGIN PATH: why`.
     pub fn error(&self, why: impl fmt::Display) -> String {
         format!("{} {}: {why}", self.origin, self.path.display())
+    }
+}
+
+/// Where log lines go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogOutput {
+    Stderr,
+    /// Appended to this file, created with mode 0640 if missing.
+    File(FileOption),
+    /// The local syslog socket, with this facility (`daemon`, `local3`, ...).
+    Syslog(String),
+}
+
+impl LogOutput {
+    /// Checks a syslog facility name (`daemon`, `user`, `local0` … `local7`, …).
+    pub fn syslog(facility: &str) -> Result<LogOutput, String> {
+        let name = facility.to_ascii_lowercase();
+        match <syslog::Facility as std::str::FromStr>::from_str(&name) {
+            Ok(_) if !name.starts_with("log_") => Ok(LogOutput::Syslog(name)),
+            _ => Err(format!(
+                "{facility:?}: expected a syslog facility (daemon, user, auth, authpriv, local0 ... local7, ...)"
+            )),
+        }
     }
 }
 
@@ -366,14 +388,14 @@ fn parse_file(path: &str, text: &str) -> Result<Vec<Setting>, ConfigError> {
     for (i, line) in text.lines().enumerate() {
         let number = i + 1;
         let at = |why: String| ConfigError(format!("{path}:{number}: {why}"));
-        let Some((name, raw)) = config_file::split(line).map_err(at)? else {
+        let Some((name, raw)) = file::split(line).map_err(at)? else {
             continue;
         };
         if name == "config" {
             return Err(at("a config file cannot include another".into()));
         }
         known(name).ok_or_else(|| at(format!("unknown option {name:?}")))?;
-        let value = config_file::value(raw).map_err(|why| at(format!("{name}: {why}")))?;
+        let value = file::value(raw).map_err(|why| at(format!("{name}: {why}")))?;
         if !REPEATABLE.contains(&name) {
             if let Some((_, first)) = first_line.iter().find(|(n, _)| *n == name) {
                 return Err(at(format!("{name}: already set at line {first}")));
@@ -706,7 +728,7 @@ struct Printer<'a, 'b>(&'a mut fmt::Formatter<'b>);
 
 impl Printer<'_, '_> {
     fn set(&mut self, name: &str, value: &str) -> fmt::Result {
-        writeln!(self.0, "{name} = {}", config_file::quote(value))
+        writeln!(self.0, "{name} = {}", file::quote(value))
     }
 
     fn path(&mut self, name: &str, file: &FileOption) -> fmt::Result {
@@ -1215,7 +1237,7 @@ mod tests {
 
     #[test]
     fn readme_options_table_lists_every_option() {
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../../README.md");
         let table: Vec<&str> = readme.lines().filter(|l| l.starts_with("| `--")).collect();
         for o in OPTIONS {
             let name = format!("`--{}", o.name);

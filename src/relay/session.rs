@@ -29,8 +29,9 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::CertificateDer;
 use rustls::{ProtocolVersion, ServerConfig};
 
-use crate::pending::Pending;
-use crate::tls_io::{TlsIo, Want};
+use crate::relay::handshake;
+use crate::relay::pending::Pending;
+use crate::relay::tls_io::{TlsIo, Want};
 
 /// Encrypted bytes queued for a client that is not reading (what rustls's
 /// default buffer limit was): the backend is read only for the room left.
@@ -565,9 +566,9 @@ impl Session {
 
     fn handshake_step<C: Stream>(&mut self, client: &mut C) -> Result<bool, EndReason> {
         let mut progress = self.read_client(client)?;
-        crate::tls::take_presented_certificate();
+        handshake::take_presented_certificate();
         let processed = self.tls_process::<C>(None, Want::Nothing);
-        if let Some(cert) = crate::tls::take_presented_certificate() {
+        if let Some(cert) = handshake::take_presented_certificate() {
             self.presented = Some(cert);
         }
         progress |= processed?.progress;
@@ -644,7 +645,7 @@ impl Session {
         &mut self,
         backend: Option<&mut B>,
         want: Want<'_>,
-    ) -> Result<crate::tls_io::Done, EndReason> {
+    ) -> Result<crate::relay::tls_io::Done, EndReason> {
         let take_records = self.phase == Phase::Relaying;
         let Session {
             tls,
@@ -675,7 +676,7 @@ impl Session {
         if let Some(e) = failed {
             self.backend_write_failed(e);
         }
-        done.map_err(|e| self.tls_failed(crate::tls::describe_error(&e)))
+        done.map_err(|e| self.tls_failed(handshake::describe_error(&e)))
     }
 
     fn tls_failed(&mut self, why: String) -> EndReason {
@@ -982,11 +983,11 @@ mod tests {
             let ca = pki::Ca::new("CA");
             let server = ca.server();
             let user = ca.client("admin");
-            let server_config = crate::tls::build(
+            let server_config = crate::config::tls::build(
                 vec![server.der().to_vec().into()],
                 PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server.key_der())),
                 vec![ca.der().to_vec().into()],
-                crate::tls::Policy::default(),
+                crate::config::tls::Policy::default(),
             )
             .unwrap();
             let mut roots = RootCertStore::empty();

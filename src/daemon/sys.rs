@@ -3,7 +3,6 @@
 //! descriptor limit, listeners with `IPV6_V6ONLY` set before bind, TCP
 //! keepalive, and interface names for IPv6 zones. Linux only.
 
-use std::ffi::{CStr, CString};
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
@@ -165,27 +164,6 @@ pub fn raise_fd_limit() -> io::Result<u64> {
     Ok(lim.rlim_cur)
 }
 
-/// The index of the network interface called `name` (`if_nametoindex`).
-pub fn interface_index(name: &str) -> Option<u32> {
-    let name = CString::new(name).ok()?;
-    // SAFETY: a valid NUL-terminated string.
-    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    (index != 0).then_some(index)
-}
-
-/// The name of the network interface with `index` (`if_indextoname`).
-pub fn interface_name(index: u32) -> Option<String> {
-    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: the buffer holds IF_NAMESIZE bytes, as if_indextoname requires.
-    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: on success the buffer holds a NUL-terminated name.
-    let name = unsafe { CStr::from_ptr(buf.as_ptr()) };
-    Some(name.to_string_lossy().into_owned())
-}
-
 /// A non-blocking TCP listener on `addr` with SO_REUSEADDR (a restart binds
 /// while old connections linger in TIME_WAIT) and the given backlog. For an
 /// IPv6 address, `v6_only` sets IPV6_V6ONLY before bind: `Some(true)` leaves
@@ -319,14 +297,6 @@ fn set_int_option(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loopback_interface_by_name_and_index() {
-        assert_eq!(interface_index("lo"), Some(1));
-        assert_eq!(interface_name(1).as_deref(), Some("lo"));
-        assert_eq!(interface_index("no-such-if0"), None);
-        assert_eq!(interface_index("l\0o"), None);
-    }
 
     #[test]
     fn keepalive_interval_is_a_tenth_bounded() {

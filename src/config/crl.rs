@@ -11,7 +11,7 @@ use std::cmp::Ordering;
 
 use rustls::pki_types::CertificateRevocationListDer;
 
-use crate::der::{self, CrlFields};
+use crate::identity::der::{self, CrlFields};
 
 /// One CRL as loaded, with the fields that rank it.
 #[derive(Clone, Debug)]

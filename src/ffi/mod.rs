@@ -27,13 +27,13 @@ use log::Level;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::backend::{self, Attempt, BackendStream, Dialer};
+use crate::config::tls::{self, Loaded};
 use crate::config::{self, Config};
-use crate::header;
-use crate::hooks::{self, Hooks, IdentityRequest, SessionEnd};
-use crate::server::{Server, Stopper};
-use crate::session::{EndReason, Session, Side, Status};
-use crate::tls::{self, Loaded};
+use crate::daemon::backend::{self, Attempt, BackendStream, Dialer};
+use crate::daemon::hooks::{self, Hooks, IdentityRequest, SessionEnd};
+use crate::daemon::server::{Server, Stopper};
+use crate::identity::header;
+use crate::relay::session::{EndReason, Session, Side, Status};
 
 /// What every fallible call returns. `NCTLS_RESULT_OK` is 0; errors have
 /// their own range (from 8100) so they never read as an errno value.
@@ -993,7 +993,7 @@ fn check_client_fd(fd: RawFd) -> Result<SocketAddr, &'static str> {
     let sock = std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(fd) });
     // One form per client (IPv4, not ::ffff:a.b.c.d), as in the daemon.
     sock.peer_addr()
-        .map(crate::addr::canonical)
+        .map(crate::identity::addr::canonical)
         .map_err(|_| "client_fd is not a connected TCP socket")
 }
 
@@ -1074,7 +1074,7 @@ pub unsafe extern "C" fn nctls_conn_new(
         let Ok(mut client) = (unsafe { own_socket(client_fd) }) else {
             return nctls_result::Io;
         };
-        crate::server::keepalive(&client, built.config.tcp_keepalive);
+        crate::daemon::server::keepalive(&client, built.config.tcp_keepalive);
         if poll
             .registry()
             .register(&mut client, CLIENT, Interest::READABLE | Interest::WRITABLE)

@@ -18,8 +18,8 @@ use ring::digest;
 use rustls::pki_types::{CertificateDer, SignatureVerificationAlgorithm, TrustAnchor, UnixTime};
 use webpki::{EndEntityCert, KeyUsage};
 
-use crate::der::{self, AltName, Validity};
-use crate::header::{self, HeaderKind};
+use crate::identity::der::{self, AltName, Validity};
+use crate::identity::header::{self, HeaderKind};
 
 /// RFC 7407's fingerprint: a TLS HashAlgorithm octet, then the digest.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -394,18 +394,6 @@ impl Peer {
     }
 }
 
-/// `nctls fingerprint FILE`: every certificate in a PEM file, each line
-/// prefixed with the file name; the error is one line naming the file.
-pub fn fingerprint_file(path: &std::path::Path) -> Result<String, String> {
-    let certs = crate::pem::Pem::read(path)
-        .and_then(|pem| pem.certificates())
-        .map_err(|e| format!("fingerprint {}: {e}", path.display()))?;
-    Ok(certs
-        .iter()
-        .map(|cert| format!("{}: {}", path.display(), describe_fingerprints(cert)))
-        .collect())
-}
-
 /// `nctls fingerprint`: the RFC 7407 fingerprints operators write rules with.
 pub fn describe_fingerprints(cert: &[u8]) -> String {
     let mut out = format!("subject: {}\n", der::subject_text(cert));
@@ -553,16 +541,6 @@ mod tests {
         assert_eq!(m.user_for(&[der(&alice)]), Ok("operator".into()));
         let err = m.user_for(&[der(&bob)]).unwrap_err();
         assert!(err.contains("no identity rule matches"), "{err}");
-    }
-
-    #[test]
-    fn fingerprint_file_errors_are_one_line() {
-        let err = fingerprint_file(std::path::Path::new("/nonexistent/x.pem")).unwrap_err();
-        assert!(
-            err.starts_with("fingerprint /nonexistent/x.pem: cannot read: No such file"),
-            "{err}"
-        );
-        assert!(!err.contains('\n') && !err.contains("Os {"), "{err}");
     }
 
     #[test]

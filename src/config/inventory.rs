@@ -7,8 +7,8 @@
 //! fault. They are reported loudly, but the daemon still starts: a device
 //! whose clock is not set yet at boot must keep its management access.
 
-use crate::crl::{self, Crl};
-use crate::der::{self, Validity};
+use crate::config::crl::{self, Crl};
+use crate::identity::der::{self, Validity};
 
 const DAY: i64 = 86_400;
 

@@ -6,10 +6,9 @@
 //!   listener arrives as `::ffff:a.b.c.d`; [`canonical`] turns it back into
 //!   IPv4 once, at accept, so headers, logs and per-address limits agree.
 
+use std::ffi::{CStr, CString};
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
-
-use crate::sys;
 
 /// Parses a literal `IP:PORT`, IPv6 in brackets with an optional zone
 /// (`[fe80::1%lo]:7000`, `[fe80::1%1]:7000`). No name lookup.
@@ -44,7 +43,7 @@ fn zone_index(zone: &str) -> Result<u32, String> {
             .parse()
             .map_err(|_| format!("zone {zone:?} is out of range"));
     }
-    sys::interface_index(zone).ok_or_else(|| format!("no network interface named {zone:?}"))
+    interface_index(zone).ok_or_else(|| format!("no network interface named {zone:?}"))
 }
 
 /// The one form nctls uses for a peer: IPv4-mapped IPv6 as IPv4.
@@ -82,7 +81,7 @@ impl fmt::Display for ShowIp {
         match self.0 {
             SocketAddr::V4(v4) => write!(f, "{}", v4.ip()),
             SocketAddr::V6(v6) if v6.scope_id() == 0 => write!(f, "{}", v6.ip()),
-            SocketAddr::V6(v6) => match sys::interface_name(v6.scope_id()) {
+            SocketAddr::V6(v6) => match interface_name(v6.scope_id()) {
                 Some(name) => write!(f, "{}%{name}", v6.ip()),
                 None => write!(f, "{}%{}", v6.ip(), v6.scope_id()),
             },
@@ -90,9 +89,38 @@ impl fmt::Display for ShowIp {
     }
 }
 
+/// The index of the network interface called `name` (`if_nametoindex`).
+pub fn interface_index(name: &str) -> Option<u32> {
+    let name = CString::new(name).ok()?;
+    // SAFETY: a valid NUL-terminated string.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
+/// The name of the network interface with `index` (`if_indextoname`).
+pub fn interface_name(index: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: the buffer holds IF_NAMESIZE bytes, as if_indextoname requires.
+    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: on success the buffer holds a NUL-terminated name.
+    let name = unsafe { CStr::from_ptr(buf.as_ptr()) };
+    Some(name.to_string_lossy().into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_interface_by_name_and_index() {
+        assert_eq!(interface_index("lo"), Some(1));
+        assert_eq!(interface_name(1).as_deref(), Some("lo"));
+        assert_eq!(interface_index("no-such-if0"), None);
+        assert_eq!(interface_index("l\0o"), None);
+    }
 
     #[test]
     fn literals_with_and_without_zones() {

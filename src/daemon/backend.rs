@@ -1,120 +1,19 @@
-//! Where the NETCONF server listens and the socket nctls opens to it: a TCP
-//! port (ConfD's `netconf/transport/tcp`) or a unix socket (yuma123
-//! netconfd's ncxserver socket, ConfD IPC on a unix path).
+//! The socket nctls opens to the NETCONF server, and which of the backend's
+//! addresses a session tries next ([`Dialer`]).
 //!
 //! [`BackendStream`] hides which, so the session code sees one byte stream.
 
-use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::net::Shutdown;
 use std::os::fd::{AsRawFd, RawFd};
-use std::path::PathBuf;
-use std::sync::Arc;
 
 use mio::event::Source;
 use mio::net::{TcpStream, UnixStream};
 use mio::{Interest, Registry, Token};
 
-use crate::addr::{self, Show};
-use crate::session::{EndReason, Stream};
-use crate::sys;
-
-/// The backend's address, from `--backend HOST:PORT` or `--backend unix:PATH`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum BackendAddr {
-    /// `name` as written; `addrs` every address it resolved to, in the
-    /// resolver's order (RFC 6724: `localhost` may give `::1` first), never
-    /// empty. A session tries them in that order ([`Dialer`]).
-    Tcp {
-        name: String,
-        addrs: Arc<[SocketAddr]>,
-    },
-    Unix(PathBuf),
-}
-
-impl BackendAddr {
-    /// `unix:PATH`, a literal `IP:PORT` (IPv6 as `[::1]:2023`, a zone as
-    /// `[fe80::1%eth0]:2023`), or `HOST:PORT` resolved now to all its
-    /// addresses. Resolving may block (DNS): never call it on the event loop.
-    pub fn parse(v: &str) -> Result<BackendAddr, String> {
-        if let Some(path) = v.strip_prefix("unix:") {
-            if path.is_empty() {
-                return Err(format!("{v:?}: empty socket path"));
-            }
-            return Ok(BackendAddr::Unix(PathBuf::from(path)));
-        }
-        let tcp = |addrs: Vec<SocketAddr>| BackendAddr::Tcp {
-            name: v.to_string(),
-            addrs: addrs.into(),
-        };
-        if let Ok(addr) = addr::parse_ip_port(v) {
-            return Ok(tcp(vec![addr]));
-        }
-        let (host, port) = v
-            .rsplit_once(':')
-            .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
-            .filter(|(host, _)| !host.is_empty())
-            .ok_or_else(|| format!("{v:?} is not HOST:PORT or unix:PATH"))?;
-        let host = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
-        let mut addrs: Vec<SocketAddr> = Vec::new();
-        for a in (host, port)
-            .to_socket_addrs()
-            .map_err(|e| format!("{v:?}: cannot resolve {host:?}: {e}"))?
-        {
-            if !addrs.contains(&a) {
-                addrs.push(a);
-            }
-        }
-        if addrs.is_empty() {
-            return Err(format!("{v:?} resolves to no address"));
-        }
-        Ok(tcp(addrs))
-    }
-
-    /// Every address a session may try, as text (`--check`, logs).
-    pub fn addresses(&self) -> Vec<String> {
-        match self {
-            BackendAddr::Tcp { addrs, .. } => addrs.iter().map(|a| Show(*a).to_string()).collect(),
-            BackendAddr::Unix(_) => vec![self.to_string()],
-        }
-    }
-
-    /// How many addresses a session may try.
-    fn len(&self) -> usize {
-        match self {
-            BackendAddr::Tcp { addrs, .. } => addrs.len(),
-            BackendAddr::Unix(_) => 1,
-        }
-    }
-
-    /// Starts a non-blocking connect to the `i`th address.
-    fn connect_to(&self, i: usize) -> io::Result<BackendStream> {
-        match self {
-            BackendAddr::Tcp { addrs, .. } => TcpStream::connect(addrs[i]).map(BackendStream::Tcp),
-            BackendAddr::Unix(path) => UnixStream::connect(path).map(BackendStream::Unix),
-        }
-    }
-
-    fn describe(&self, i: usize) -> String {
-        match self {
-            BackendAddr::Tcp { addrs, .. } => Show(addrs[i]).to_string(),
-            BackendAddr::Unix(_) => self.to_string(),
-        }
-    }
-}
-
-impl fmt::Display for BackendAddr {
-    /// As written: `localhost:2023`, `unix:/path`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BackendAddr::Tcp { name, .. } => f.write_str(name),
-            BackendAddr::Unix(path) => write!(f, "unix:{}", path.display()),
-        }
-    }
-}
+use crate::config::backend::BackendAddr;
+use crate::daemon::sys;
+use crate::relay::session::{EndReason, Stream};
 
 /// One session's way through the backend's addresses, in order: an
 /// address that refuses (or is unreachable) gives way to the next at once,
@@ -166,11 +65,11 @@ impl Dialer {
     ) -> Attempt {
         loop {
             let i = self.current.map_or(0, |i| i + 1);
-            if i >= self.backend.len() {
+            if i >= self.backend.address_count() {
                 return Attempt::Exhausted(self.outcome());
             }
             self.current = Some(i);
-            let started = self.backend.connect_to(i).and_then(|mut socket| {
+            let started = connect_to(&self.backend, i).and_then(|mut socket| {
                 register(&mut socket)?;
                 Ok(socket)
             });
@@ -214,6 +113,14 @@ impl Dialer {
         } else {
             EndReason::BackendUnreachable(self.failures.join("; "))
         }
+    }
+}
+
+/// Starts a non-blocking connect to `backend`'s `i`th address.
+fn connect_to(backend: &BackendAddr, i: usize) -> io::Result<BackendStream> {
+    match backend {
+        BackendAddr::Tcp { addrs, .. } => TcpStream::connect(addrs[i]).map(BackendStream::Tcp),
+        BackendAddr::Unix(path) => UnixStream::connect(path).map(BackendStream::Unix),
     }
 }
 
@@ -341,42 +248,7 @@ impl Source for BackendStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tcp(name: &str, addrs: &[&str]) -> BackendAddr {
-        BackendAddr::Tcp {
-            name: name.into(),
-            addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
-        }
-    }
-
-    #[test]
-    fn parse_forms() {
-        assert_eq!(
-            BackendAddr::parse("127.0.0.1:2023"),
-            Ok(tcp("127.0.0.1:2023", &["127.0.0.1:2023"]))
-        );
-        assert_eq!(
-            BackendAddr::parse("unix:/run/ncx.sock"),
-            Ok(BackendAddr::Unix("/run/ncx.sock".into()))
-        );
-        assert!(BackendAddr::parse("unix:").is_err());
-        assert!(BackendAddr::parse("/run/ncx.sock").is_err());
-        assert!(BackendAddr::parse("localhost").is_err());
-        assert!(BackendAddr::parse(":2023").is_err());
-        assert_eq!(
-            BackendAddr::parse("unix:/a b").unwrap().to_string(),
-            "unix:/a b"
-        );
-        let zoned = BackendAddr::parse("[fe80::1%lo]:2023").unwrap();
-        assert_eq!(zoned.to_string(), "[fe80::1%lo]:2023");
-        assert_eq!(zoned.addresses(), ["[fe80::1%lo]:2023"]);
-        // A name keeps its spelling and gets every address.
-        let named = BackendAddr::parse("localhost:2023").unwrap();
-        assert_eq!(named.to_string(), "localhost:2023");
-        assert!(named.addresses().contains(&"127.0.0.1:2023".to_string()));
-        let err = BackendAddr::parse("no-such-host.invalid:2023").unwrap_err();
-        assert!(err.contains("cannot resolve"), "{err}");
-    }
+    use std::net::SocketAddr;
 
     /// A loopback port nothing listens on.
     fn closed_port() -> SocketAddr {

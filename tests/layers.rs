@@ -1,0 +1,70 @@
+//! The source tree's layers point one way: identity ← relay ← config ←
+//! daemon ← ffi (each may use only those before it). A `crate::LAYER` path
+//! in a layer's non-test code that names a later layer fails here, so the
+//! pure core never grows a dependency on sockets, configuration or the C API.
+
+use std::path::Path;
+
+const LAYERS: &[&str] = &["identity", "relay", "config", "daemon", "ffi"];
+
+/// `(file, used layer)` for every back-arrow under `src/LAYER/`.
+fn back_arrows(src: &Path) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for (rank, layer) in LAYERS.iter().enumerate() {
+        let dir = src.join(layer);
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+            .collect();
+        files.sort();
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            // Unit tests may use anything (the test PKI, say).
+            let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
+            for later in &LAYERS[rank + 1..] {
+                if code.contains(&format!("crate::{later}::")) {
+                    found.push((file.display().to_string(), later.to_string()));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn layers_depend_only_on_earlier_layers() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let arrows = back_arrows(&src);
+    assert!(
+        arrows.is_empty(),
+        "back-arrows (file, later layer): {arrows:#?}"
+    );
+}
+
+#[test]
+fn a_back_arrow_is_found() {
+    let dir = std::env::temp_dir().join(format!("nctls-layers-{}", std::process::id()));
+    for layer in LAYERS {
+        std::fs::create_dir_all(dir.join(layer)).unwrap();
+    }
+    std::fs::write(
+        dir.join("relay/x.rs"),
+        "use crate::daemon::server::Server;\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("config/y.rs"),
+        "use crate::relay::session::Session;\n#[cfg(test)]\nmod tests {\n    use crate::ffi::x;\n}\n",
+    )
+    .unwrap();
+    let arrows = back_arrows(&dir);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(
+        arrows,
+        vec![(
+            dir.join("relay/x.rs").display().to_string(),
+            "daemon".to_string()
+        )]
+    );
+}
