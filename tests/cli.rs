@@ -59,6 +59,38 @@ fn help_lists_every_option_and_exits_0() {
     }
 }
 
+/// Every option's help starts in one column: after `--NAME ARG`, or on the
+/// next line when that is too long; the usage lines align too.
+#[test]
+fn help_texts_start_in_one_column() {
+    const COLUMN: usize = 35;
+    let dir = TempDir::new();
+    let help = text(&nctls(&["--help"], dir.path()).stdout);
+    let lines: Vec<&str> = help.lines().collect();
+    let mut options = 0;
+    for (i, line) in lines.iter().enumerate() {
+        if !line.starts_with("  --") {
+            continue;
+        }
+        options += 1;
+        let text = match line.get(COLUMN - 1..COLUMN) {
+            Some(" ") => &line[COLUMN..],
+            _ => lines[i + 1]
+                .strip_prefix(&" ".repeat(COLUMN))
+                .unwrap_or_else(|| panic!("no help for {line:?}:\n{help}")),
+        };
+        assert!(
+            !text.is_empty() && !text.starts_with(' '),
+            "{line:?}:\n{help}"
+        );
+    }
+    assert!(options > 30, "{help}");
+    assert!(
+        help.contains("\nUsage: nctls [OPTIONS]\n       nctls fingerprint FILE.pem..."),
+        "{help}"
+    );
+}
+
 #[test]
 fn version_prints_name_and_version() {
     let dir = TempDir::new();
@@ -94,6 +126,11 @@ fn bad_command_line_values_name_the_option() {
         (
             &["--handshake-timeout", "0"],
             &["nctls: --handshake-timeout: must be more than 0"],
+        ),
+        // Less than a nanosecond is 0 too.
+        (
+            &["--connect-timeout", "1e-10"],
+            &["nctls: --connect-timeout: must be more than 0"],
         ),
         (
             &["--drain-timeout=-3"],
@@ -329,6 +366,69 @@ fn check_prints_the_configuration_and_ok() {
     assert!(has_line(&stdout, "backend", "127.0.0.1:7023"), "{stdout}");
     let cert = pki.file("x509-server.pem");
     assert!(has_line(&stdout, "cert", &cert), "{stdout}");
+}
+
+/// `--check` with nothing given prints every option `--help` lists, in
+/// `--help`'s order (README: "every option in `--help` order, defaults
+/// included"), each at the default `--help` states for it.
+#[test]
+fn check_prints_the_help_options_in_order_at_their_defaults() {
+    let pki = Pki::new();
+    let dir = pki.dir.path();
+    let help = text(&nctls(&["--help"], dir).stdout);
+    // `  --NAME ARG  help [DEFAULT]`; a long option's help may start on the
+    // next line, so a default belongs to the last option named.
+    let mut options: Vec<(String, String, Option<String>)> = Vec::new();
+    for line in help.lines() {
+        if let Some(rest) = line.strip_prefix("  --") {
+            let mut words = rest.split(' ');
+            let name = words.next().unwrap_or_default().to_string();
+            let arg = words.next().unwrap_or_default().to_string();
+            options.push((name, arg, None));
+        }
+        let default = line
+            .strip_suffix(']')
+            .and_then(|l| l.rfind(" [").map(|i| l[i + 2..].to_string()));
+        if let (Some(default), Some(last)) = (default, options.last_mut()) {
+            last.2 = Some(default);
+        }
+    }
+    let out = nctls(&["--check"], dir);
+    assert!(out.status.success(), "{out:?}");
+    let check = text(&out.stdout);
+    // The option each line of the effective configuration is about.
+    let mut printed: Vec<&str> = Vec::new();
+    for line in check.lines() {
+        let name = match line.strip_prefix("# ") {
+            Some(comment) => comment.strip_suffix(": none"),
+            None => line.split(" = ").next(),
+        };
+        if let Some(name) = name.filter(|n| printed.last() != Some(n)) {
+            printed.push(name);
+        }
+    }
+    let flags = ["config", "check", "version", "help"];
+    let expected: Vec<&str> = options
+        .iter()
+        .map(|(name, _, _)| name.as_str())
+        .filter(|name| !flags.contains(name))
+        .collect();
+    assert_eq!(printed, expected, "--check:\n{check}\n--help:\n{help}");
+    for (name, arg, default) in &options {
+        // `--syslog [FACILITY]`: the bracket is the value it takes alone.
+        let Some(default) = default.as_ref().filter(|_| !arg.starts_with('[')) else {
+            continue;
+        };
+        let value = match default.as_str() {
+            "empty" => "\"\"".to_string(),
+            path if path.ends_with(".pem") => dir.join(path).display().to_string(),
+            other => other.to_string(),
+        };
+        assert!(
+            has_line(&check, name, &value),
+            "--help says --{name} defaults to {default}, --check does not print {name} = {value}:\n{check}"
+        );
+    }
 }
 
 #[test]

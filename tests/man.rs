@@ -1,57 +1,27 @@
 //! The man pages (`man/*.scd`, the scdoc sources of nctls(8) and
-//! nctls.conf(5)) and README's option table against `nctls --help`, the
-//! option table the binary prints: an option missing from a page, a page
-//! naming an option that does not exist, or a value form or default that
-//! differs from `--help` fails here. The pages must also build with scdoc.
+//! nctls.conf(5)) and README's options table against the option table
+//! (`nctls::config::documented()`, what `--help` prints): an option missing
+//! from a page or the README, one they name that does not exist, or a value
+//! form or default that differs from the table's fails here. The pages must
+//! also build with scdoc.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// An option as `--help` lists it: its value form (none for a flag) and
-/// its default (the trailing `[...]`), if any.
-#[derive(Debug)]
-struct Listed {
-    arg: Option<String>,
-    default: Option<String>,
-}
+use nctls::config::{documented, OptionDoc};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `--help`'s option lines: `  --NAME ARG   help [DEFAULT]` or `  --FLAG   help`.
-fn help_options() -> BTreeMap<String, Listed> {
-    let out = Command::new(env!("CARGO_BIN_EXE_nctls"))
-        .arg("--help")
-        .output()
-        .expect("run nctls --help");
-    assert!(out.status.success(), "nctls --help: {out:?}");
-    let help = String::from_utf8(out.stdout).expect("UTF-8 help");
-    let mut options = BTreeMap::new();
-    for line in help.lines() {
-        let Some(rest) = line.strip_prefix("  --") else {
-            continue;
-        };
-        let name_end = rest.find(' ').unwrap_or(rest.len());
-        let (name, after) = rest.split_at(name_end);
-        // One space after the name: a value form follows (quoted ones may
-        // hold spaces); more: the column padding before a flag's help.
-        let arg = match after.strip_prefix(' ') {
-            Some(a) if !a.starts_with(' ') => Some(if let Some(q) = a.strip_prefix('\'') {
-                let end = q.find('\'').expect("closing quote in the value form");
-                format!("'{}'", &q[..end])
-            } else {
-                a.split(' ').next().unwrap_or_default().to_string()
-            }),
-            _ => None,
-        };
-        let default = line
-            .strip_suffix(']')
-            .and_then(|l| l.rfind(" [").map(|i| l[i + 2..].to_string()));
-        options.insert(name.to_string(), Listed { arg, default });
-    }
-    assert!(options.len() > 20, "no options parsed from --help:\n{help}");
+/// The option table's options and flags, by name.
+fn table() -> BTreeMap<String, OptionDoc> {
+    let options: BTreeMap<String, OptionDoc> = documented()
+        .into_iter()
+        .map(|doc| (doc.name.to_string(), doc))
+        .collect();
+    assert!(options.len() > 20, "too few options: {options:?}");
     options
 }
 
@@ -115,9 +85,9 @@ fn defined_name(line: &str, conf: bool) -> Option<(String, Option<String>)> {
     Some((name.to_string(), arg))
 }
 
-/// Every problem of one page against `--help`, as lines.
+/// Every problem of one page against the option table, as lines.
 fn compare(page: &str, conf: bool) -> Vec<String> {
-    let help = help_options();
+    let help = table();
     let entries = page_entries(page);
     let mut problems = Vec::new();
     let mut defined = BTreeMap::new();
@@ -131,14 +101,14 @@ fn compare(page: &str, conf: bool) -> Vec<String> {
     }
     for (name, listed) in &help {
         // The file names no config file, and flags are command-line only.
-        if conf && (name == "config" || listed.arg.is_none()) {
+        if conf && !listed.in_file {
             continue;
         }
         let Some((arg, body)) = defined.get(name) else {
             problems.push(format!("{page}: no entry for {name} (it is in --help)"));
             continue;
         };
-        if *arg != listed.arg {
+        if arg.as_deref() != listed.arg {
             problems.push(format!(
                 "{page}: {name} takes {arg:?}, --help says {:?}",
                 listed.arg
@@ -153,9 +123,7 @@ fn compare(page: &str, conf: bool) -> Vec<String> {
         }
     }
     for name in defined.keys() {
-        let known = help
-            .get(name)
-            .is_some_and(|l| !conf || (name != "config" && l.arg.is_some()));
+        let known = help.get(name).is_some_and(|l| !conf || l.in_file);
         if !known {
             problems.push(format!("{page}: {name} is not an option of --help"));
         }
@@ -175,31 +143,49 @@ fn nctls_conf_5_documents_every_option_of_help() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// README's options table names every option and flag of the table, and no
+/// other, and gives each option's default in its default column.
 #[test]
-fn readme_options_table_matches_help() {
+fn readme_options_table_matches_the_option_table() {
     let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
-    let table = readme
+    let rows = readme
         .split("| option | default | meaning |")
         .nth(1)
         .expect("README's options table");
-    let mut listed = Vec::new();
-    for row in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
-        let first = row.split('|').nth(1).unwrap_or_default();
+    // Option name -> the default cell of its row, backticks removed.
+    let mut listed = BTreeMap::new();
+    for row in rows.lines().skip(2).take_while(|l| l.starts_with('|')) {
+        // `\|` is a `|` inside a cell.
+        let row = row.replace("\\|", "/");
+        let cells: Vec<&str> = row.split('|').collect();
+        let (first, default) = (cells.get(1).unwrap_or(&""), cells.get(2).unwrap_or(&""));
         for word in first.split('`') {
             if let Some(name) = word.strip_prefix("--") {
-                listed.push(name.split(' ').next().unwrap_or_default().to_string());
+                let name = name.split(' ').next().unwrap_or_default().to_string();
+                listed.insert(name, default.replace('`', "").trim().to_string());
             }
         }
     }
-    let help: Vec<String> = help_options().into_keys().collect();
+    let table = table();
     let mut problems = Vec::new();
-    for name in &help {
-        if !listed.contains(name) {
+    for (name, doc) in &table {
+        let Some(cell) = listed.get(name) else {
             problems.push(format!("README's options table lacks --{name}"));
+            continue;
+        };
+        // `x, y, z` for a row of several options; `0 (off)`: words may follow.
+        let states = |default: &str| {
+            cell.split(", ")
+                .any(|item| item == default || item.starts_with(&format!("{default} ")))
+        };
+        if let Some(default) = doc.default.as_deref().filter(|d| !states(d)) {
+            problems.push(format!(
+                "README's options table gives --{name} the default {cell:?}, the option table {default:?}"
+            ));
         }
     }
-    for name in &listed {
-        if !help.contains(name) {
+    for name in listed.keys() {
+        if !table.contains_key(name) {
             problems.push(format!(
                 "README's options table has --{name}, not in --help"
             ));

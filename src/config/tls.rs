@@ -101,11 +101,13 @@ pub struct Policy {
 }
 
 impl Default for Policy {
+    /// No CRLs; `--min-tls` and `--max-record` at their defaults.
     fn default() -> Policy {
+        let config = Config::default();
         Policy {
             crls: Vec::new(),
-            min_tls: MinTls::V12,
-            max_record: 4096,
+            min_tls: config.min_tls,
+            max_record: config.max_record,
         }
     }
 }
