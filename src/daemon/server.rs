@@ -40,7 +40,7 @@ use crate::daemon::logging::{self, Logging};
 use crate::daemon::reload;
 use crate::daemon::sys::{self, Signals};
 use crate::identity::rules::Peer;
-use crate::relay::session::{EndReason, Session, Side, Status, Stream};
+use crate::relay::session::{EndReason, Readiness, Session, Side, Status, Stream};
 
 const WAKER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
@@ -646,12 +646,24 @@ impl Server {
                 }
                 conn.session.backend_connect_done(result, now);
             }
-            conn.session.set_ready(Side::Backend, readable, writable);
+            conn.session.set_ready(
+                Side::Backend,
+                Readiness {
+                    read: readable,
+                    write: writable,
+                },
+            );
         } else {
             if event.is_error() {
                 conn.session.client_socket_error(conn.client.take_error());
             }
-            conn.session.set_ready(Side::Client, readable, writable);
+            conn.session.set_ready(
+                Side::Client,
+                Readiness {
+                    read: readable,
+                    write: writable,
+                },
+            );
         }
         self.drive(slot, now);
     }

@@ -33,7 +33,7 @@ use crate::daemon::backend::{self, Attempt, BackendStream, Dialer};
 use crate::daemon::hooks::{self, Hooks, IdentityRequest, SessionEnd};
 use crate::daemon::server::{Server, Stopper};
 use crate::identity::header;
-use crate::relay::session::{EndReason, Session, Side, Status};
+use crate::relay::session::{EndReason, Readiness, Session, Side, Status};
 
 /// What every fallible call returns. `NCTLS_RESULT_OK` is 0; errors have
 /// their own range (from 8100) so they never read as an errno value.
@@ -1189,14 +1189,26 @@ impl Conn {
                             }
                         }
                     }
-                    self.session.set_ready(Side::Backend, readable, writable);
+                    self.session.set_ready(
+                        Side::Backend,
+                        Readiness {
+                            read: readable,
+                            write: writable,
+                        },
+                    );
                 } else {
                     if event.is_error() {
                         if let Some(client) = &self.client {
                             self.session.client_socket_error(client.take_error());
                         }
                     }
-                    self.session.set_ready(Side::Client, readable, writable);
+                    self.session.set_ready(
+                        Side::Client,
+                        Readiness {
+                            read: readable,
+                            write: writable,
+                        },
+                    );
                 }
             }
             if redial {

@@ -36,10 +36,12 @@ use crate::relay::tls_io::TlsIo;
 
 mod end;
 mod pump;
+mod ready;
 #[cfg(test)]
 mod tests;
 
 pub use end::EndReason;
+pub use ready::Readiness;
 
 /// A connected byte stream that can shut its write side (TCP, or a test pipe).
 ///
@@ -84,11 +86,30 @@ pub enum Status {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
+    /// `--handshake-timeout` applies.
     Handshaking,
-    /// Identity decided, header queued; waiting for the backend connection.
+    /// Identity decided, header queued; waiting for the backend connection
+    /// (`--connect-timeout` per attempt).
     Connecting,
-    Relaying,
+    Relaying(Closing),
     Ended,
+}
+
+/// While relaying: whether the session's end has begun, which decides the
+/// deadline that applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Closing {
+    /// Both directions open: `--idle-timeout` (if set); when it passes,
+    /// nctls closes.
+    No,
+    /// A side ended or failed and the rest is being flushed or relayed:
+    /// `--drain-timeout`, restarted whenever data moves; when it passes,
+    /// nctls closes.
+    Draining,
+    /// nctls closes (close_notify queued, nothing more to the backend): one
+    /// more `--drain-timeout` for the client to take it; then the session
+    /// is dropped.
+    Forced,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,13 +129,11 @@ enum Down {
     Shut,
 }
 
-/// Which sockets may make progress (edge-triggered: true until WouldBlock).
+/// Which sockets may make progress.
 #[derive(Clone, Copy, Debug)]
 struct Ready {
-    client_read: bool,
-    client_write: bool,
-    backend_read: bool,
-    backend_write: bool,
+    client: Readiness,
+    backend: Readiness,
 }
 
 /// Which socket an event was for.
@@ -146,8 +165,6 @@ pub struct Session {
     client_spoke: bool,
     /// Set by the first event that began the end; `None` while fully open.
     reason: Option<EndReason>,
-    /// We decided to end (timeout, shutdown, refusal): the next deadline is final.
-    forced: bool,
     started: Instant,
     phase_started: Instant,
     last_activity: Instant,
@@ -168,10 +185,8 @@ impl Session {
             up: Up::Open,
             down: Down::Open,
             ready: Ready {
-                client_read: true,
-                client_write: true,
-                backend_read: false,
-                backend_write: false,
+                client: Readiness::BOTH,
+                backend: Readiness::default(),
             },
             client_eof: false,
             to_backend: Pending::default(),
@@ -180,7 +195,6 @@ impl Session {
             presented: None,
             client_spoke: false,
             reason: None,
-            forced: false,
             started: now,
             phase_started: now,
             last_activity: now,
@@ -190,16 +204,10 @@ impl Session {
     }
 
     /// Records readiness reported by the event loop for one socket.
-    pub fn set_ready(&mut self, side: Side, readable: bool, writable: bool) {
+    pub fn set_ready(&mut self, side: Side, event: Readiness) {
         match side {
-            Side::Client => {
-                self.ready.client_read |= readable;
-                self.ready.client_write |= writable;
-            }
-            Side::Backend => {
-                self.ready.backend_read |= readable;
-                self.ready.backend_write |= writable;
-            }
+            Side::Client => self.ready.client.add(event),
+            Side::Backend => self.ready.backend.add(event),
         }
     }
 
@@ -218,9 +226,8 @@ impl Session {
     /// The backend connection completed.
     pub fn backend_connected(&mut self, now: Instant) {
         if self.phase == Phase::Connecting {
-            self.phase = Phase::Relaying;
-            self.ready.backend_read = true;
-            self.ready.backend_write = true;
+            self.phase = Phase::Relaying(Closing::No);
+            self.ready.backend = Readiness::BOTH;
             self.last_activity = now;
         }
     }
@@ -280,7 +287,7 @@ impl Session {
 
     /// The backend reset its connection right after it was made.
     pub fn backend_reset(&mut self, why: String) {
-        if self.phase == Phase::Relaying && self.down == Down::Open {
+        if self.relaying() && self.down == Down::Open {
             self.note(EndReason::BackendReset(why));
             self.down = Down::Draining;
             self.stop_up();
@@ -297,10 +304,12 @@ impl Session {
         match self.phase {
             Phase::Handshaking => Some(self.started + self.limits.handshake_timeout),
             Phase::Connecting => Some(self.phase_started + self.limits.connect_timeout),
-            Phase::Relaying if self.reason.is_none() => {
+            Phase::Relaying(Closing::No) => {
                 self.limits.idle_timeout.map(|t| self.last_activity + t)
             }
-            Phase::Relaying => Some(self.last_activity + self.limits.drain_timeout),
+            Phase::Relaying(Closing::Draining | Closing::Forced) => {
+                Some(self.last_activity + self.limits.drain_timeout)
+            }
             Phase::Ended => None,
         }
     }
@@ -314,12 +323,14 @@ impl Session {
         match self.phase {
             Phase::Handshaking => self.end(EndReason::HandshakeTimeout),
             Phase::Connecting => self.close_now(EndReason::ConnectTimeout, now),
-            Phase::Relaying if self.forced => self.end(EndReason::DrainTimeout),
-            Phase::Relaying if self.reason.is_none() => self.close_now(EndReason::IdleTimeout, now),
+            Phase::Relaying(Closing::Forced) => self.end(EndReason::DrainTimeout),
+            Phase::Relaying(Closing::No) => self.close_now(EndReason::IdleTimeout, now),
             // Our close_notify is out and the client had a drain period to
             // answer it: no second one.
-            Phase::Relaying if self.down == Down::Shut => self.end(EndReason::DrainTimeout),
-            Phase::Relaying => {
+            Phase::Relaying(Closing::Draining) if self.down == Down::Shut => {
+                self.end(EndReason::DrainTimeout)
+            }
+            Phase::Relaying(Closing::Draining) => {
                 // Still waiting on the backend: the timeout, not the
                 // client's close_notify, is what ended this session.
                 if self.down == Down::Open {
@@ -342,8 +353,8 @@ impl Session {
         match self.phase {
             Phase::Handshaking => "handshaking",
             Phase::Connecting => "connecting",
-            Phase::Relaying if self.reason.is_none() => "relaying",
-            Phase::Relaying => "closing",
+            Phase::Relaying(Closing::No) => "relaying",
+            Phase::Relaying(Closing::Draining | Closing::Forced) => "closing",
             Phase::Ended => "ended",
         }
     }
@@ -397,10 +408,19 @@ impl Session {
         self.phase = Phase::Ended;
     }
 
+    /// One side ended or failed: the session is closing (the first reason
+    /// given is the one reported).
     fn note(&mut self, reason: EndReason) {
         if self.reason.is_none() {
             self.reason = Some(reason);
         }
+        if self.phase == Phase::Relaying(Closing::No) {
+            self.phase = Phase::Relaying(Closing::Draining);
+        }
+    }
+
+    fn relaying(&self) -> bool {
+        matches!(self.phase, Phase::Relaying(_))
     }
 
     /// We end the session: nothing more to the backend, close_notify to the
@@ -409,14 +429,15 @@ impl Session {
         if self.phase == Phase::Ended {
             return;
         }
-        self.note(reason);
-        self.forced = true;
+        if self.reason.is_none() {
+            self.reason = Some(reason);
+        }
         if self.tls.is_handshaking() {
             // No keys yet, so no close_notify to send.
             self.phase = Phase::Ended;
             return;
         }
-        self.phase = Phase::Relaying;
+        self.phase = Phase::Relaying(Closing::Forced);
         self.stop_up();
         if matches!(self.down, Down::Open | Down::Draining) {
             self.to_client.clear();

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use rustls::ProtocolVersion;
 
+use super::ready::attempt;
 use super::{Down, EndReason, Phase, Session, Status, Stream, Tls12Close, Up};
 use crate::relay::handshake;
 use crate::relay::tls_io::{self, Want};
@@ -30,13 +31,13 @@ impl Session {
             let step = match self.phase {
                 Phase::Handshaking => self.handshake_step(client),
                 Phase::Connecting => self.flush_client(client),
-                Phase::Relaying => self.relay_step(client, backend.as_deref_mut(), scratch),
+                Phase::Relaying(_) => self.relay_step(client, backend.as_deref_mut(), scratch),
                 Phase::Ended => return Status::Ended,
             };
             match step {
                 Ok(true) => {
                     // Discarded input does not keep a session alive.
-                    if self.phase == Phase::Relaying && self.up != Up::Discarding {
+                    if self.relaying() && self.up != Up::Discarding {
                         self.last_activity = now;
                     }
                 }
@@ -53,7 +54,7 @@ impl Session {
         }
         match self.phase {
             Phase::Handshaking if !self.tls.is_handshaking() => Status::HandshakeDone,
-            Phase::Relaying if self.up == Up::Shut && self.down == Down::Shut => {
+            Phase::Relaying(_) if self.up == Up::Shut && self.down == Down::Shut => {
                 self.phase = Phase::Ended;
                 Status::Ended
             }
@@ -113,7 +114,7 @@ impl Session {
         let room = match self.phase {
             // Like rustls: no more input while our own flight is unsent.
             Phase::Handshaking => !self.tls.wants_write(),
-            Phase::Relaying => match self.up {
+            Phase::Relaying(_) => match self.up {
                 Up::Shut => false,
                 Up::Discarding => true,
                 // Backpressure: the backend has taken everything decrypted so far.
@@ -121,21 +122,18 @@ impl Session {
             },
             Phase::Connecting | Phase::Ended => false,
         };
-        if !room || !self.ready.client_read || self.client_eof || self.tls.peer_closed() {
+        if !room || self.client_eof || self.tls.peer_closed() {
             return Ok(false);
         }
-        match self.tls.read_from(client) {
-            Ok(0) => self.client_eof = true,
-            Ok(_) => self.client_spoke = true,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                self.ready.client_read = false;
-                return Ok(false);
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == ErrorKind::InvalidData => {
+        let tls = &mut self.tls;
+        match attempt(&mut self.ready.client.read, || tls.read_from(client)) {
+            None => return Ok(false),
+            Some(Ok(0)) => self.client_eof = true,
+            Some(Ok(_)) => self.client_spoke = true,
+            Some(Err(e)) if e.kind() == ErrorKind::InvalidData => {
                 return Err(self.tls_failed(e.to_string()));
             }
-            Err(e) => return Err(self.client_failed(e)),
+            Some(Err(e)) => return Err(self.client_failed(e)),
         }
         Ok(true)
     }
@@ -147,7 +145,7 @@ impl Session {
         backend: Option<&mut B>,
         want: Want<'_>,
     ) -> Result<tls_io::Done, EndReason> {
-        let take_records = self.phase == Phase::Relaying;
+        let take_records = self.relaying();
         let Session {
             tls,
             to_backend,
@@ -166,7 +164,7 @@ impl Session {
             let mut written = 0;
             if to_backend.is_empty() {
                 if let Some(b) = backend.as_deref_mut() {
-                    failed = write_some(b, data, &mut written, &mut ready.backend_write).err();
+                    failed = write_some(b, data, &mut written, &mut ready.backend.write).err();
                 }
             }
             if failed.is_none() {
@@ -192,13 +190,13 @@ impl Session {
     /// Output buffer → client socket.
     fn flush_client<C: Stream>(&mut self, client: &mut C) -> Result<bool, EndReason> {
         let mut progress = false;
-        while self.ready.client_write && self.tls.wants_write() {
-            match self.tls.write_to(client) {
-                Ok(0) => return Err(self.client_failed(ErrorKind::WriteZero.into())),
-                Ok(_) => progress = true,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => self.ready.client_write = false,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.client_failed(e)),
+        while self.tls.wants_write() {
+            let tls = &mut self.tls;
+            match attempt(&mut self.ready.client.write, || tls.write_to(client)) {
+                None => break,
+                Some(Ok(0)) => return Err(self.client_failed(ErrorKind::WriteZero.into())),
+                Some(Ok(_)) => progress = true,
+                Some(Err(e)) => return Err(self.client_failed(e)),
             }
         }
         Ok(progress)
@@ -223,17 +221,13 @@ impl Session {
         }
         let mut progress = false;
         if !self.to_backend.is_empty() {
-            if !self.ready.backend_write {
-                return Ok(false);
-            }
-            match self.to_backend.write_to(backend) {
-                Ok(_) => progress = true,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    self.ready.backend_write = false;
-                    return Ok(false);
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => return Ok(true),
-                Err(e) => return Ok(self.backend_write_failed(e)),
+            let to_backend = &mut self.to_backend;
+            match attempt(&mut self.ready.backend.write, || {
+                to_backend.write_to(backend)
+            }) {
+                None => return Ok(false),
+                Some(Ok(_)) => progress = true,
+                Some(Err(e)) => return Ok(self.backend_write_failed(e)),
             }
             if !self.to_backend.is_empty() {
                 return Ok(progress);
@@ -308,25 +302,23 @@ impl Session {
                     return Ok(progress);
                 };
                 let room = OUTPUT_LIMIT.saturating_sub(self.tls.pending_output());
-                if !self.ready.backend_read || room < MIN_READ {
+                if room < MIN_READ {
                     return Ok(progress);
                 }
                 let want = room.min(scratch.len());
-                match b.read(&mut scratch[..want]) {
-                    Ok(0) => {
+                match attempt(&mut self.ready.backend.read, || {
+                    b.read(&mut scratch[..want])
+                }) {
+                    None => return Ok(progress),
+                    Some(Ok(0)) => {
                         self.note(EndReason::BackendClosed);
                         self.down = Down::Draining;
                     }
-                    Ok(n) => {
+                    Some(Ok(n)) => {
                         self.bytes_down += n as u64;
                         self.seal(backend, &scratch[..n])?;
                     }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        self.ready.backend_read = false;
-                        return Ok(progress);
-                    }
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) => {
+                    Some(Err(e)) => {
                         self.note(EndReason::BackendReset(e.to_string()));
                         self.down = Down::Draining;
                     }
@@ -352,13 +344,12 @@ fn write_some(
     written: &mut usize,
     writable: &mut bool,
 ) -> io::Result<()> {
-    while *writable && *written < data.len() {
-        match w.write(&data[*written..]) {
-            Ok(0) => return Err(ErrorKind::WriteZero.into()),
-            Ok(n) => *written += n,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => *writable = false,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+    while *written < data.len() {
+        match attempt(writable, || w.write(&data[*written..])) {
+            None => break,
+            Some(Ok(0)) => return Err(ErrorKind::WriteZero.into()),
+            Some(Ok(n)) => *written += n,
+            Some(Err(e)) => return Err(e),
         }
     }
     Ok(())

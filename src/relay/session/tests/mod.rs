@@ -196,8 +196,8 @@ impl Rig {
             if !self.c.reset && !self.c.eof {
                 self.client.write_tls(&mut self.c.input).unwrap();
             }
-            self.session.set_ready(Side::Client, true, true);
-            self.session.set_ready(Side::Backend, true, true);
+            self.session.set_ready(Side::Client, Readiness::BOTH);
+            self.session.set_ready(Side::Backend, Readiness::BOTH);
             let backend = self.backend_connected.then_some(&mut self.b);
             self.status = self
                 .session
