@@ -165,6 +165,11 @@ enum nctls_close_reason
    `nctls_server_stop`: ended with close_notify.
    */
   NCTLS_CLOSE_REASON_SHUTDOWN = 14,
+  /*
+   nctls itself could not go on (its event loop or a socket
+   registration failed); the backend, if any, was reset.
+   */
+  NCTLS_CLOSE_REASON_INTERNAL_ERROR = 15,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

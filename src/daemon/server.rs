@@ -766,7 +766,7 @@ impl Server {
                 conn.backend = Backend::Connecting(socket);
                 conn.session.backend_attempt(now);
             }
-            Attempt::Exhausted(reason) => conn.session.backend_gave_up(reason, now),
+            Attempt::Failed(reason) => conn.session.backend_gave_up(reason, now),
         }
     }
 

@@ -19,14 +19,21 @@ pub enum EndReason {
     IdleTimeout,
     DrainTimeout,
     Shutdown,
+    /// nctls itself could not go on (an event-loop or socket-registration
+    /// failure): not the client's doing, nor the backend's.
+    InternalError(String),
 }
 
 impl EndReason {
-    /// The client's stream was cut short: the backend must not see a clean end.
+    /// The client's stream was cut short (by the client, or because nctls
+    /// could not relay the rest): the backend must not see a clean end.
     pub fn is_truncation(&self) -> bool {
         matches!(
             self,
-            EndReason::ClientEof | EndReason::ClientReset(_) | EndReason::TlsError(_)
+            EndReason::ClientEof
+                | EndReason::ClientReset(_)
+                | EndReason::TlsError(_)
+                | EndReason::InternalError(_)
         )
     }
 
@@ -56,6 +63,7 @@ impl EndReason {
             EndReason::IdleTimeout => "idle-timeout",
             EndReason::DrainTimeout => "drain-timeout",
             EndReason::Shutdown => "shutdown",
+            EndReason::InternalError(_) => "internal-error",
         }
     }
 
@@ -68,7 +76,8 @@ impl EndReason {
             | EndReason::TlsError(why)
             | EndReason::HandshakeFailed(why)
             | EndReason::Refused(why)
-            | EndReason::BackendUnreachable(why) => Some(why),
+            | EndReason::BackendUnreachable(why)
+            | EndReason::InternalError(why) => Some(why),
             _ => None,
         }
     }

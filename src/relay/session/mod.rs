@@ -294,6 +294,13 @@ impl Session {
         }
     }
 
+    /// nctls cannot go on with this session (a socket could not be
+    /// registered, the event loop failed): end with close_notify, as far as
+    /// it can still be sent, dropping the backend.
+    pub fn fail(&mut self, why: String, now: Instant) {
+        self.close_now(EndReason::InternalError(why), now);
+    }
+
     /// Daemon shutdown: end with close_notify, dropping the backend.
     pub fn shutdown(&mut self, now: Instant) {
         self.close_now(EndReason::Shutdown, now);

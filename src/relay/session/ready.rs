@@ -18,7 +18,7 @@ pub struct Readiness {
 impl Readiness {
     /// Both ways: what a socket is assumed to be when it is new (an attempt
     /// that would block costs one system call).
-    pub const BOTH: Readiness = Readiness {
+    pub(super) const BOTH: Readiness = Readiness {
         read: true,
         write: true,
     };
