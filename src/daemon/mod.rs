@@ -5,9 +5,12 @@
 
 pub mod admission;
 pub mod backend;
+pub mod conn;
 pub mod hooks;
+pub mod listen;
 pub mod logfmt;
 pub mod logging;
 pub mod reload;
 pub mod server;
+pub mod slots;
 pub mod sys;

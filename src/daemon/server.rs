@@ -1,46 +1,40 @@
-//! The event loop: one thread, one `mio::Poll`, every session in a slot
-//! table, deadlines in a heap. Accepts clients, connects to the backend once
-//! a client is identified, hands readiness to each [`Session`], and closes
-//! sockets when a session ends.
+//! The event loop: one thread, one `mio::Poll`, every session a
+//! [`Connection`] in the slot table ([`Slots`]: tokens, deadlines). Accepts
+//! clients, decides who each is (admission, cert-to-name rules, the
+//! embedder's identity hook, the header), logs each session's start and
+//! end, and handles signals, reloads and the daily expiry check. The
+//! connections do the rest.
 //!
-//! Tokens: slot `i` uses `2i` for its client socket and `2i + 1` for its
-//! backend socket; the listeners, the signal fd and the waker use the top of
-//! the token space. Slots freed during a batch of events are reused only
-//! after the batch, so a stale event never reaches a new session.
-//!
-//! The timer set holds exactly one entry per session that has a deadline,
-//! replaced when the deadline moves and removed when it goes: an idle
-//! session without an idle timeout never wakes the loop.
+//! The listeners, the signal fd and the waker use the top of the token
+//! space; the slots use the rest from the bottom (see [`slots`]).
 
-use std::collections::BTreeSet;
 use std::io;
-use std::net::{Shutdown, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::Level;
-use mio::event::Event;
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::config::Config;
 use crate::daemon::admission::{Admission, Verdict};
-use crate::daemon::backend::{self, Attempt, BackendStream, Dialer};
-use crate::identity::addr::{self, Show};
-use crate::identity::header;
+use crate::daemon::backend::Dialer;
+use crate::daemon::conn::{header_for, BackendSource, Connection, Step};
+use crate::identity::addr::Show;
 // The server's messages go to an embedder's sink when one is set (see hooks).
 use crate::config::inventory::{self, Severity};
 use crate::config::tls::Loaded;
-use crate::daemon::hooks::{debug, info, log, warn, Hooks, IdentityRequest, SessionEnd};
+use crate::daemon::hooks::{debug, info, log, warn, Hooks, IdentityRequest};
+use crate::daemon::listen::Listeners;
 use crate::daemon::logfmt::Pairs;
 use crate::daemon::logging::{self, Logging};
-use crate::daemon::reload;
-use crate::daemon::sys::{self, Signals};
+use crate::daemon::reload::{self, ReloadResult, Reloader, Reloads};
+use crate::daemon::slots::{self, Slots};
+use crate::daemon::sys::Signals;
 use crate::identity::rules::Peer;
-use crate::relay::session::{EndReason, Readiness, Session, Side, Status, Stream};
+use crate::relay::session::{EndReason, Session};
 
 const WAKER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
@@ -50,90 +44,53 @@ const FIRST_LISTENER: usize = usize::MAX - 2;
 /// encrypted and sent to the client with one write.
 const SCRATCH: usize = 64 * 1024;
 
-/// Connections the kernel queues for us (mio binds with 128, which a burst
-/// of clients outruns; Linux caps it at net.core.somaxconn).
-const LISTEN_BACKLOG: i32 = 4096;
-
-/// How long accepting pauses after running out of descriptors.
-const ACCEPT_RETRY: Duration = Duration::from_millis(100);
-
 /// How often certificate and CRL expiry is checked while running.
 const EXPIRY_CHECK: Duration = Duration::from_secs(24 * 3600);
 
-impl Stream for TcpStream {
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        self.shutdown(Shutdown::Write)
-    }
-}
-
-enum Backend {
-    None,
-    Connecting(BackendStream),
-    Connected(BackendStream),
-}
-
-impl Backend {
-    fn socket(&mut self) -> Option<&mut BackendStream> {
-        match self {
-            Backend::None => None,
-            Backend::Connecting(s) | Backend::Connected(s) => Some(s),
-        }
-    }
-}
-
-struct Conn {
+/// A session the daemon serves: its connection, its number and what
+/// admission decided for it.
+struct Live {
     /// Counted from 1 per process: joins a session's start and end lines.
     id: u64,
-    session: Session,
-    client: TcpStream,
-    client_addr: SocketAddr,
-    backend: Backend,
-    /// Which backend address to try next; set once the client is admitted.
-    dialer: Option<Dialer>,
-    /// The address the backend connection reached, once it is up.
-    backend_peer: Option<String>,
-    peer: Option<Peer>,
-    user: Option<String>,
     verdict: Verdict,
-    /// This slot's entry in the timer set.
-    scheduled: Option<Instant>,
+    conn: Connection,
 }
 
-impl Conn {
-    /// Who the session is: the fields its log lines start with (the
-    /// unknown ones left out).
+impl Live {
     fn pairs(&self) -> Pairs {
-        let mut pairs = Pairs::new();
-        let tls = self.session.tls_description();
-        pairs
-            .add("session", self.id)
-            .add("client", Show(self.client_addr))
-            .add_some("subject", self.peer.as_ref().map(|p| &p.subject))
-            .add_some("sha256", self.peer.as_ref().map(|p| &p.sha256))
-            .add_some("user", self.user.as_ref())
-            .add_some("tls", (tls != "-").then_some(tls))
-            .add_some("backend", self.backend_peer.as_ref());
-        pairs
+        let c = &self.conn;
+        let tls = c.session().tls_description();
+        who(
+            self.id,
+            c.client_addr(),
+            c.peer(),
+            c.user(),
+            &tls,
+            c.backend_peer(),
+        )
     }
 }
 
-/// What a reload computes: the new configuration (names resolved) and its
-/// loaded files, or why not.
-pub type ReloadResult = Result<(Config, Loaded), String>;
-
-/// Re-reads the configuration, loads its files and resolves the backend's
-/// name, for SIGHUP. It runs on a thread of its own: DNS and slow disks
-/// must not stall the sessions being served.
-pub type Reloader = Arc<dyn Fn() -> ReloadResult + Send + Sync>;
-
-/// Where SIGHUP's work stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ReloadState {
-    Idle,
-    Running,
-    /// Running, and another SIGHUP came meanwhile: one more reload follows
-    /// (however many came), so the files read last are the newest.
-    RunningAgain,
+/// Who a session is: the fields its log lines start with (the unknown ones
+/// left out).
+fn who(
+    id: u64,
+    client: SocketAddr,
+    peer: Option<&Peer>,
+    user: Option<&str>,
+    tls: &str,
+    backend: Option<&str>,
+) -> Pairs {
+    let mut pairs = Pairs::new();
+    pairs
+        .add("session", id)
+        .add("client", Show(client))
+        .add_some("subject", peer.map(|p| &p.subject))
+        .add_some("sha256", peer.map(|p| &p.sha256))
+        .add_some("user", user)
+        .add_some("tls", (tls != "-").then_some(tls))
+        .add_some("backend", backend);
+    pairs
 }
 
 /// Asks a running server to stop, from any thread.
@@ -155,28 +112,17 @@ pub struct Server {
     poll: Poll,
     config: Config,
     tls: Loaded,
-    listeners: Vec<TcpListener>,
+    listeners: Listeners,
     signals: Option<Signals>,
-    reloader: Option<Reloader>,
-    /// Where the reload thread hands its result back (then wakes the loop).
-    reloads: (Sender<ReloadResult>, Receiver<ReloadResult>),
-    reload: ReloadState,
+    reloads: Reloads,
     stop_flag: Arc<AtomicBool>,
     waker: Arc<Waker>,
-    slots: Vec<Option<Conn>>,
+    slots: Slots<Live>,
     /// Sessions accepted so far (the last session number given).
     sessions_started: u64,
-    free: Vec<usize>,
-    released: Vec<usize>,
-    live: usize,
     admission: Admission,
-    timers: BTreeSet<(Instant, usize)>,
+    /// Where each read from a backend lands, shared by every session.
     scratch: Vec<u8>,
-    accept_paused: bool,
-    accept_retry_at: Option<Instant>,
-    /// Accepting hit a limit (descriptors or --max-sessions) and said so; the
-    /// next warning waits until the backlog has been emptied again.
-    accept_limited: bool,
     stop_deadline: Option<Instant>,
     hooks: Hooks,
     /// The next daily look at certificate and CRL expiry.
@@ -194,17 +140,9 @@ impl Server {
     pub fn bind(config: Config, tls: Loaded) -> io::Result<Server> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let mut listeners = Vec::new();
-        for (i, &addr) in config.listen.iter().enumerate() {
-            let mut l = sys::tcp_listener(addr, v6_only(addr, &config.listen), LISTEN_BACKLOG)
-                .map(TcpListener::from_std)
-                .map_err(|e| {
-                    io::Error::new(e.kind(), format!("cannot listen on {}: {e}", Show(addr)))
-                })?;
-            poll.registry()
-                .register(&mut l, Token(FIRST_LISTENER - i), Interest::READABLE)?;
-            listeners.push(l);
-        }
+        let listeners = Listeners::bind(&config.listen, poll.registry(), |i| {
+            Token(FIRST_LISTENER - i)
+        })?;
         let admission = Admission::new(config.max_sessions, config.max_sessions_per_ip);
         Ok(Server {
             poll,
@@ -212,22 +150,13 @@ impl Server {
             tls,
             listeners,
             signals: None,
-            reloader: None,
-            reloads: mpsc::channel(),
-            reload: ReloadState::Idle,
+            reloads: Reloads::default(),
             stop_flag: Arc::new(AtomicBool::new(false)),
             waker,
-            slots: Vec::new(),
+            slots: Slots::default(),
             sessions_started: 0,
-            free: Vec::new(),
-            released: Vec::new(),
-            live: 0,
             admission,
-            timers: BTreeSet::new(),
             scratch: vec![0; SCRATCH],
-            accept_paused: false,
-            accept_retry_at: None,
-            accept_limited: false,
             stop_deadline: None,
             hooks: Hooks::default(),
             expiry_check_at: None,
@@ -239,10 +168,7 @@ impl Server {
 
     /// The bound addresses (useful with port 0).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners
-            .iter()
-            .filter_map(|l| l.local_addr().ok())
-            .collect()
+        self.listeners.local_addrs()
     }
 
     /// Acts on the signals delivered through `signals`: SIGTERM/SIGINT stop,
@@ -276,12 +202,15 @@ impl Server {
         loop {
             let now = Instant::now();
             if let Some(deadline) = self.stop_deadline {
-                if self.live == 0 {
+                if self.slots.is_empty() {
                     info!("stopped");
                     return Ok(());
                 }
                 if now >= deadline {
-                    warn!("stopped with {} session(s) not closed in time", self.live);
+                    warn!(
+                        "stopped with {} session(s) not closed in time",
+                        self.slots.len()
+                    );
                     return Ok(());
                 }
             }
@@ -303,17 +232,21 @@ impl Server {
                     Token(t) if t > FIRST_LISTENER - self.listeners.len() => {
                         self.accept(FIRST_LISTENER - t, now)
                     }
-                    Token(t) => self.conn_event(t / 2, t % 2 == 1, event, now),
+                    token => {
+                        let (slot, side) = slots::owner(token);
+                        if let Some(live) = self.slots.get_mut(slot) {
+                            live.conn.on_event(side, event, self.poll.registry(), now);
+                            self.drive(slot, now);
+                        }
+                    }
                 }
             }
             self.expire_timers(now);
             if self.expiry_check_at.is_some_and(|t| t <= now) {
                 self.check_files(false, now);
             }
-            self.free.append(&mut self.released);
-            if self.accept_paused && self.accept_retry_at.is_none_or(|t| t <= now) {
-                self.accept_paused = false;
-                self.accept_retry_at = None;
+            self.slots.end_batch();
+            if self.listeners.resume_due(now) {
                 for i in 0..self.listeners.len() {
                     self.accept(i, now);
                 }
@@ -322,9 +255,9 @@ impl Server {
     }
 
     fn timeout(&self, now: Instant) -> Option<Duration> {
-        let mut next = self.timers.first().map(|&(t, _)| t);
+        let mut next = self.slots.next_deadline();
         for t in [
-            self.accept_retry_at,
+            self.listeners.retry_at(),
             self.stop_deadline,
             self.expiry_check_at,
         ]
@@ -356,46 +289,17 @@ impl Server {
             info!("signal: stopping");
             self.begin_stop(now);
         } else if reload {
-            self.start_reload();
-        }
-    }
-
-    /// Starts computing a reload on a thread; while one runs, another
-    /// SIGHUP only asks for one more afterwards.
-    fn start_reload(&mut self) {
-        let Some(reloader) = self.reloader.clone() else {
-            return;
-        };
-        if self.reload != ReloadState::Idle {
-            self.reload = ReloadState::RunningAgain;
-            debug!("reload: one is running; another follows it");
-            return;
-        }
-        let (results, waker) = (self.reloads.0.clone(), self.waker.clone());
-        let started = std::thread::Builder::new()
-            .name("nctls-reload".into())
-            .spawn(move || {
-                // The loop may have stopped meanwhile: nothing to hand back then.
-                let _ = results.send(reloader());
-                let _ = waker.wake();
-            });
-        match started {
-            Ok(_) => self.reload = ReloadState::Running,
-            Err(e) => warn!(
-                "reload failed, keeping the current configuration: cannot start its thread: {e}"
-            ),
+            self.reloads.start(&self.waker);
         }
     }
 
     /// Applies a finished reload, if one is waiting, and starts the one
     /// asked for meanwhile.
     fn reload_done(&mut self) {
-        while let Ok(result) = self.reloads.1.try_recv() {
-            let again = self.reload == ReloadState::RunningAgain;
-            self.reload = ReloadState::Idle;
+        while let Some((result, again)) = self.reloads.finished() {
             self.apply_reload(result);
             if again {
-                self.start_reload();
+                self.reloads.start(&self.waker);
             }
         }
     }
@@ -413,13 +317,14 @@ impl Server {
 
     /// SIGUSR2: one line per live session, after a line with their count.
     fn list_sessions(&self, now: Instant) {
-        info!("live sessions: count={}", self.live);
-        for conn in self.slots.iter().flatten() {
-            let (up, down) = conn.session.bytes();
-            let age = now.duration_since(conn.session.started());
-            let mut pairs = conn.pairs();
+        info!("live sessions: count={}", self.slots.len());
+        for live in self.slots.values() {
+            let session = live.conn.session();
+            let (up, down) = session.bytes();
+            let age = now.duration_since(session.started());
+            let mut pairs = live.pairs();
             pairs
-                .add("state", conn.session.state())
+                .add("state", session.state())
                 .add("age", format_args!("{:.3}s", age.as_secs_f64()))
                 .add("bytes-in", up)
                 .add("bytes-out", down);
@@ -500,7 +405,7 @@ impl Server {
     /// What SIGHUP runs, on a thread, to re-read the configuration and its
     /// files; the loop applies the result.
     pub fn set_reloader(&mut self, reloader: Reloader) {
-        self.reloader = Some(reloader);
+        self.reloads.set_reloader(reloader);
     }
 
     /// Stop accepting; end every session with close_notify.
@@ -508,70 +413,35 @@ impl Server {
         if self.stop_deadline.is_some() {
             return;
         }
-        for mut l in self.listeners.drain(..) {
-            let _ = self.poll.registry().deregister(&mut l);
-        }
+        self.listeners.close(self.poll.registry());
         // Only now: once this line is out, new connections are refused.
-        info!("stopping: ending {} session(s)", self.live);
+        info!("stopping: ending {} session(s)", self.slots.len());
         info!(
             "connections closed before sending a byte (health checks): {}",
             self.silent_closes
         );
-        self.accept_paused = false;
-        self.accept_retry_at = None;
         self.stop_deadline = Some(now + self.config.limits.drain_timeout + Duration::from_secs(1));
-        for slot in 0..self.slots.len() {
-            if let Some(conn) = self.slots[slot].as_mut() {
-                conn.session.shutdown(now);
+        for slot in self.slots.occupied() {
+            if let Some(live) = self.slots.get_mut(slot) {
+                live.conn.shutdown(now);
                 self.drive(slot, now);
             }
         }
     }
 
+    /// Starts sessions for the clients waiting at listener `index`, as
+    /// many as admission takes.
     fn accept(&mut self, index: usize, now: Instant) {
         while self.admission.can_accept() {
-            let Some(listener) = self.listeners.get(index) else {
+            let Some((client, addr)) = self.listeners.accept(index, now) else {
                 return;
             };
-            match listener.accept() {
-                // One form per client from here on (IPv4, not ::ffff:a.b.c.d).
-                Ok((stream, addr)) => self.start_session(stream, addr::canonical(addr), now),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if self.accept_limited {
-                        self.accept_limited = false;
-                        info!("accepting new connections again");
-                    }
-                    return;
-                }
-                Err(e) if is_resource_limit(&e) => {
-                    // Sessions already open keep being served; this logs
-                    // once, not on every retry.
-                    if !self.accept_limited {
-                        self.accept_limited = true;
-                        warn!(
-                            "cannot accept: {e}; new connections wait in the listen backlog \
-                             (retrying every {} ms)",
-                            ACCEPT_RETRY.as_millis()
-                        );
-                    }
-                    self.accept_paused = true;
-                    self.accept_retry_at = Some(now + ACCEPT_RETRY);
-                    return;
-                }
-                Err(e) => debug!("accept: {e}"),
-            }
+            self.start_session(client, addr, now);
         }
-        if !self.accept_limited {
-            self.accept_limited = true;
-            warn!(
-                "max-sessions ({}) reached and its refusals in flight: new connections wait in the listen backlog",
-                self.config.max_sessions
-            );
-        }
-        self.accept_paused = true;
+        self.listeners.full(self.config.max_sessions);
     }
 
-    fn start_session(&mut self, mut client: TcpStream, addr: SocketAddr, now: Instant) {
+    fn start_session(&mut self, client: TcpStream, addr: SocketAddr, now: Instant) {
         let session = match Session::new(self.tls.server.clone(), self.config.limits.clone(), now) {
             Ok(session) => session,
             Err(e) => {
@@ -579,332 +449,135 @@ impl Server {
                 return;
             }
         };
-        let _ = client.set_nodelay(true);
-        keepalive(&client, self.config.tcp_keepalive);
-        let slot = self.free.pop().unwrap_or_else(|| {
-            self.slots.push(None);
-            self.slots.len() - 1
-        });
-        if let Err(e) = self.poll.registry().register(
-            &mut client,
-            Token(2 * slot),
-            Interest::READABLE | Interest::WRITABLE,
+        let tokens = slots::tokens(self.slots.next_slot());
+        let keepalive = self.config.tcp_keepalive;
+        let conn = match Connection::new(
+            session,
+            client,
+            addr,
+            tokens,
+            keepalive,
+            self.poll.registry(),
         ) {
-            warn!("session from {}: cannot register: {e}", Show(addr));
-            self.free.push(slot);
-            return;
-        }
+            Ok(conn) => conn,
+            Err((e, _)) => {
+                warn!("session from {}: cannot register: {e}", Show(addr));
+                return;
+            }
+        };
         debug!("session from {}: accepted", Show(addr));
         let verdict = self.admission.decide(addr.ip());
         self.sessions_started += 1;
-        self.slots[slot] = Some(Conn {
+        let slot = self.slots.insert(Live {
             id: self.sessions_started,
-            session,
-            client,
-            client_addr: addr,
-            backend: Backend::None,
-            dialer: None,
-            backend_peer: None,
-            peer: None,
-            user: None,
             verdict,
-            scheduled: None,
+            conn,
         });
-        self.live += 1;
         self.drive(slot, now);
     }
 
-    fn conn_event(&mut self, slot: usize, is_backend: bool, event: &Event, now: Instant) {
-        let Some(conn) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
-            return;
-        };
-        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
-        let writable = event.is_writable() || event.is_write_closed() || event.is_error();
-        if is_backend {
-            if let Backend::Connecting(socket) = &conn.backend {
-                let Some(result) = socket.connect_result() else {
-                    return;
-                };
-                if backend::is_address_failure(&result) {
-                    if let (Some(dialer), Err(e)) = (conn.dialer.as_mut(), &result) {
-                        dialer.failed(e);
-                    }
-                    self.dial(slot, now);
-                    self.drive(slot, now);
-                    return;
-                }
-                if result.is_ok() {
-                    if let Backend::Connecting(socket) =
-                        std::mem::replace(&mut conn.backend, Backend::None)
-                    {
-                        socket.set_nodelay();
-                        conn.backend_peer = conn.dialer.as_ref().and_then(Dialer::current);
-                        conn.backend = Backend::Connected(socket);
-                    }
-                    // Admitted and connected: the session has begun.
-                    info!("session start: {}", conn.pairs());
-                }
-                conn.session.backend_connect_done(result, now);
-            }
-            conn.session.set_ready(
-                Side::Backend,
-                Readiness {
-                    read: readable,
-                    write: writable,
-                },
-            );
-        } else {
-            if event.is_error() {
-                conn.session.client_socket_error(conn.client.take_error());
-            }
-            conn.session.set_ready(
-                Side::Client,
-                Readiness {
-                    read: readable,
-                    write: writable,
-                },
-            );
-        }
-        self.drive(slot, now);
-    }
-
-    /// Runs the session until it waits, then re-arms its deadline.
+    /// Runs the connection until it waits, then re-arms its deadline.
     fn drive(&mut self, slot: usize, now: Instant) {
         loop {
-            let Some(conn) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
+            let Some(live) = self.slots.get_mut(slot) else {
                 return;
             };
-            let backend = match &mut conn.backend {
-                Backend::Connected(s) => Some(s),
-                _ => None,
-            };
-            match conn
-                .session
-                .pump(&mut conn.client, backend, &mut self.scratch, now)
-            {
-                Status::Continue => break,
-                Status::HandshakeDone => self.identify(slot, now),
-                Status::Ended => {
+            match live.conn.run(&mut self.scratch, now) {
+                Step::Wait => break,
+                Step::Identify => self.identify(slot, now),
+                // Admitted and connected: the session has begun.
+                Step::Started => info!("session start: {}", live.pairs()),
+                Step::Ended => {
                     self.finish(slot, now);
                     return;
                 }
             }
         }
-        self.schedule(slot);
+        let deadline = self.slots.get(slot).and_then(|live| live.conn.deadline());
+        self.slots.schedule(slot, deadline);
     }
 
     /// Decides the user, then connects to the backend or refuses.
     fn identify(&mut self, slot: usize, now: Instant) {
-        let Some(conn) = self.slots[slot].as_mut() else {
+        let Some(live) = self.slots.get_mut(slot) else {
             return;
         };
-        let chain = conn.session.peer_certificates().unwrap_or(&[]);
-        conn.peer = chain.first().map(|c| Peer::of(c));
-        if let Verdict::Refuse(why) = conn.verdict {
-            conn.session.refuse(why.to_string(), now);
-            return;
-        }
-        let rules = self.tls.mapper.user_for(chain);
-        let decision = match self.hooks.identity.as_mut() {
-            Some(hook) => hook(&IdentityRequest {
-                chain,
-                client: conn.client_addr,
-                rules: rules.as_deref().map_err(String::as_str),
-            }),
-            None => rules,
+        let conn = &mut live.conn;
+        let decision = match live.verdict {
+            Verdict::Refuse(why) => Err(why.to_string()),
+            Verdict::Admit => {
+                let (chain, client) = (conn.chain(), conn.client_addr());
+                let rules = self.tls.mapper.user_for(chain);
+                let user = match self.hooks.identity.as_mut() {
+                    Some(hook) => hook(&IdentityRequest {
+                        chain,
+                        client,
+                        rules: rules.as_deref().map_err(String::as_str),
+                    }),
+                    None => rules,
+                };
+                header_for(user, self.config.header, &self.config.accounts, client)
+            }
         };
-        let decision = decision.and_then(|user| {
-            header::build(
-                self.config.header,
-                &user,
-                conn.client_addr,
-                self.config.accounts.fields_for(&user),
-            )
-            .map(|h| (user, h))
-            .map_err(|why| format!("header field unusable: {why}"))
-        });
         match decision {
             Ok((user, header)) => {
-                conn.user = Some(user);
-                conn.session.admit(&header, now);
-                self.connect_backend(slot, now);
+                let backend = BackendSource::Dial(Dialer::new(&self.config.backend));
+                conn.admit(user, &header, backend, self.poll.registry(), now);
             }
-            Err(why) => conn.session.refuse(why, now),
-        }
-    }
-
-    fn connect_backend(&mut self, slot: usize, now: Instant) {
-        let Some(conn) = self.slots[slot].as_mut() else {
-            return;
-        };
-        conn.dialer = Some(Dialer::new(&self.config.backend));
-        self.dial(slot, now);
-    }
-
-    /// Starts connecting to the next backend address (dropping the attempt
-    /// before it), or ends the session when none is left.
-    fn dial(&mut self, slot: usize, now: Instant) {
-        let Some(conn) = self.slots[slot].as_mut() else {
-            return;
-        };
-        let Some(dialer) = conn.dialer.as_mut() else {
-            return;
-        };
-        let registry = self.poll.registry();
-        if let Backend::Connecting(mut old) = std::mem::replace(&mut conn.backend, Backend::None) {
-            let _ = registry.deregister(&mut old);
-        }
-        let attempt = dialer.next(|socket| {
-            registry.register(
-                socket,
-                Token(2 * slot + 1),
-                Interest::READABLE | Interest::WRITABLE,
-            )
-        });
-        match attempt {
-            Attempt::Started(socket) => {
-                conn.backend = Backend::Connecting(socket);
-                conn.session.backend_attempt(now);
-            }
-            Attempt::Failed(reason) => conn.session.backend_gave_up(reason, now),
-        }
-    }
-
-    /// Makes the timer set hold this slot's current deadline, and only that.
-    fn schedule(&mut self, slot: usize) {
-        let Some(conn) = self.slots[slot].as_mut() else {
-            return;
-        };
-        let deadline = conn.session.deadline();
-        if deadline != conn.scheduled {
-            if let Some(old) = conn.scheduled {
-                self.timers.remove(&(old, slot));
-            }
-            if let Some(d) = deadline {
-                self.timers.insert((d, slot));
-            }
-            conn.scheduled = deadline;
+            Err(why) => conn.refuse(why, now),
         }
     }
 
     fn expire_timers(&mut self, now: Instant) {
-        // A session's next deadline is later than now, so one pass over the
-        // entries present at the start is enough.
-        for _ in 0..self.timers.len() {
-            let Some(&(t, slot)) = self.timers.first() else {
-                break;
-            };
-            if t > now {
-                break;
+        for slot in self.slots.take_due(now) {
+            if let Some(live) = self.slots.get_mut(slot) {
+                live.conn.on_deadline(self.poll.registry(), now);
+                self.drive(slot, now);
             }
-            self.timers.pop_first();
-            let Some(conn) = self.slots[slot].as_mut() else {
-                continue;
-            };
-            conn.scheduled = None;
-            if conn.session.connect_expired(now) && conn.dialer.is_some() {
-                if let Some(dialer) = conn.dialer.as_mut() {
-                    dialer.timed_out();
-                }
-                self.dial(slot, now);
-            } else {
-                conn.session.on_deadline(now);
-            }
-            self.drive(slot, now);
         }
     }
 
     /// Closes both sockets, logs the session's one summary line.
     fn finish(&mut self, slot: usize, now: Instant) {
-        let Some(mut conn) = self.slots[slot].take() else {
+        let Some(live) = self.slots.remove(slot) else {
             return;
         };
-        if let Some(t) = conn.scheduled {
-            self.timers.remove(&(t, slot));
-        }
-        self.live -= 1;
-        self.admission.release(conn.client_addr.ip(), conn.verdict);
-        self.released.push(slot);
-        let registry = self.poll.registry();
-        let _ = registry.deregister(&mut conn.client);
-        let reason = conn.session.end_reason().cloned();
-        if let Some(backend) = conn.backend.socket() {
-            backend.release(
-                registry,
-                reason.as_ref().is_some_and(EndReason::is_truncation),
-            );
-        }
-        let (up, down) = conn.session.bytes();
-        if conn.peer.is_none() {
-            // A refused handshake: the certificate the client presented.
-            conn.peer = conn.session.client_certificate().map(|c| Peer::of(c));
-        }
-        let silent = conn.session.closed_silently();
-        self.silent_closes += u64::from(silent);
-        let level = match &reason {
-            _ if silent => Level::Debug,
+        self.admission
+            .release(live.conn.client_addr().ip(), live.verdict);
+        let end = live.conn.finish(self.poll.registry(), now);
+        self.silent_closes += u64::from(end.silent);
+        let level = match &end.reason {
+            _ if end.silent => Level::Debug,
             Some(r) if !r.is_error() => Level::Info,
             _ => Level::Warn,
         };
-        let peer = conn.peer.as_ref();
-        let duration = now.duration_since(conn.session.started());
         // Subjects and user names are chosen by whoever holds a certificate:
         // logfmt quoting keeps them inside their own field.
-        let mut pairs = conn.pairs();
+        let mut pairs = who(
+            live.id,
+            end.client,
+            end.peer.as_ref(),
+            end.user.as_deref(),
+            &end.tls,
+            end.backend.as_deref(),
+        );
         pairs
-            .add("bytes-in", up)
-            .add("bytes-out", down)
-            .add("duration", format_args!("{:.3}s", duration.as_secs_f64()))
+            .add("bytes-in", end.bytes_in)
+            .add("bytes-out", end.bytes_out)
+            .add(
+                "duration",
+                format_args!("{:.3}s", end.duration.as_secs_f64()),
+            )
             .add(
                 "reason",
-                reason.as_ref().map_or("unknown", EndReason::token),
+                end.reason.as_ref().map_or("unknown", EndReason::token),
             )
-            .add_some("detail", reason.as_ref().and_then(EndReason::detail));
+            .add_some("detail", end.reason.as_ref().and_then(EndReason::detail));
         log!(level, "session end: {pairs}");
         if let Some(hook) = self.hooks.session_end.as_mut() {
-            hook(&SessionEnd {
-                client: conn.client_addr,
-                peer,
-                user: conn.user.as_deref(),
-                tls: &conn.session.tls_description(),
-                backend: conn.backend_peer.as_deref(),
-                bytes_in: up,
-                bytes_out: down,
-                duration,
-                reason: reason.as_ref(),
-            });
+            hook(&end);
         }
     }
-}
-
-/// TCP keepalive on a client socket, so a client that vanished without FIN
-/// or RST (power loss, a NAT dropping state) does not keep its backend
-/// session, and its locks, forever.
-pub(crate) fn keepalive(client: &impl AsRawFd, idle: Option<Duration>) {
-    if let Some(idle) = idle {
-        if let Err(e) = sys::set_keepalive(client.as_raw_fd(), idle) {
-            debug!("cannot set TCP keepalive: {e}");
-        }
-    }
-}
-
-/// IPV6_V6ONLY for a listener: an IPv6 wildcard leaves IPv4 to a v4
-/// listener on the same port (both can bind), and accepts IPv4 itself
-/// otherwise, whatever the system default; other addresses keep the default.
-fn v6_only(addr: SocketAddr, all: &[SocketAddr]) -> Option<bool> {
-    match addr {
-        SocketAddr::V6(v6) if v6.ip().is_unspecified() => {
-            Some(addr.port() != 0 && all.iter().any(|a| a.is_ipv4() && a.port() == addr.port()))
-        }
-        _ => None,
-    }
-}
-
-fn is_resource_limit(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
 }
 
 #[cfg(test)]
