@@ -59,7 +59,7 @@ enum Stage {
 
 struct Conn {
     built: Arc<Built>,
-    events: Loop,
+    event_loop: Loop,
     stage: Stage,
     /// The verified chain, kept from accept to free for `nctls_conn_peer_cert`.
     chain: Vec<CertificateDer<'static>>,
@@ -145,12 +145,12 @@ impl Conn {
     /// Runs `conn` to its end, closes its sockets; the close reason.
     fn run_to_end(&mut self, mut conn: Connection) -> nctls_close_reason {
         // Admitted or refused: the next stop is the end.
-        self.events.drive(&mut conn);
+        self.event_loop.drive(&mut conn);
         self.finish(conn)
     }
 
     fn finish(&mut self, conn: Connection) -> nctls_close_reason {
-        let end = conn.finish(self.events.poll.registry(), Instant::now());
+        let end = conn.finish(self.event_loop.poll.registry(), Instant::now());
         self.stage = Stage::Ended;
         self.bytes = (end.bytes_in, end.bytes_out);
         if let Some(reason) = &end.reason {
@@ -273,7 +273,7 @@ pub unsafe extern "C" fn nctls_conn_new(
             stop: stop.clone(),
             inner: UnsafeCell::new(Conn {
                 built,
-                events: Loop {
+                event_loop: Loop {
                     poll,
                     events: Events::with_capacity(8),
                     stop,
@@ -324,7 +324,7 @@ pub unsafe extern "C" fn nctls_conn_accept(conn: *mut nctls_conn) -> nctls_resul
         let Some(mut conn) = c.take_new() else {
             return nctls_result::WrongState;
         };
-        if c.events.drive(&mut conn) != Step::Identify {
+        if c.event_loop.drive(&mut conn) != Step::Identify {
             return match c.finish(conn) {
                 nctls_close_reason::InternalError => nctls_result::Io,
                 _ => nctls_result::HandshakeFailed,
@@ -489,7 +489,7 @@ pub unsafe extern "C" fn nctls_conn_relay(
         ) {
             Err(why) => conn.refuse(why, now),
             Ok((user, header)) => {
-                let registry = c.events.poll.registry();
+                let registry = c.event_loop.poll.registry();
                 match backend {
                     // Every configured address, in order.
                     None => {

@@ -95,7 +95,11 @@ fn accepted(
 /// The connection's epoll descriptor.
 fn epoll_fd(conn: *mut nctls_conn) -> RawFd {
     // SAFETY: a live connection, not in use by another thread.
-    unsafe { conn_mut(conn) }.unwrap().events.poll.as_raw_fd()
+    unsafe { conn_mut(conn) }
+        .unwrap()
+        .event_loop
+        .poll
+        .as_raw_fd()
 }
 
 /// Makes an epoll descriptor useless (/dev/null in its place), so every
