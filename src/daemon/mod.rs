@@ -1,5 +1,6 @@
 //! The daemon: one thread, one event loop driving every session over real
-//! sockets; who is admitted when full, which backend address is tried,
+//! sockets through the connection driver it shares with the C API
+//! ([`conn`]); who is admitted when full, which backend address is tried,
 //! what an embedder plugs in, log output and signals, and the OS calls
 //! std and mio do not offer.
 
