@@ -165,6 +165,11 @@ enum nctls_close_reason
    `nctls_server_stop`: ended with close_notify.
    */
   NCTLS_CLOSE_REASON_SHUTDOWN = 14,
+  /*
+   nctls itself could not go on (its event loop or a socket
+   registration failed); the backend, if any, was reset.
+   */
+  NCTLS_CLOSE_REASON_INTERNAL_ERROR = 15,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -203,8 +208,8 @@ typedef struct nctls_config nctls_config;
 
 /*
  One client connection handed over by a C program: TLS handshake, then
- a relay with the same session state machine and close semantics as the
- server.
+ a relay with the same connection driver, state machine and close
+ semantics as the server.
  */
 typedef struct nctls_conn nctls_conn;
 
@@ -498,8 +503,10 @@ nctls_result nctls_conn_new(const struct nctls_config *cfg, int client_fd, struc
  answer (NULL if none), `nctls_conn_peer_cert` the chain. Nothing is sent
  to any backend. NCTLS_RESULT_HANDSHAKE_FAILED when the handshake fails
  or times out (the client got an alert; the reason is in
- `nctls_conn_error`, the socket is closed); NCTLS_RESULT_WRONG_STATE if
- called twice. Not thread-safe with other calls on `conn`.
+ `nctls_conn_error`, the socket is closed); NCTLS_RESULT_IO when nctls's
+ own event handling failed (`internal-error: ...` in `nctls_conn_error`,
+ the socket is closed); NCTLS_RESULT_WRONG_STATE if called twice. Not
+ thread-safe with other calls on `conn`.
  */
 nctls_result nctls_conn_accept(struct nctls_conn *conn);
 

@@ -42,8 +42,9 @@ pub fn is_address_failure(result: &io::Result<()>) -> bool {
 pub enum Attempt {
     /// Connecting to the next address; wait for the socket to be writable.
     Started(BackendStream),
-    /// Every address failed: the session ends for this reason.
-    Exhausted(EndReason),
+    /// No connection: every address failed, or the socket could not be
+    /// registered; the session ends for this reason.
+    Failed(EndReason),
 }
 
 impl Dialer {
@@ -58,7 +59,9 @@ impl Dialer {
 
     /// Starts connecting to the next address and hands the socket to
     /// `register` (poll registration); an address whose connect fails at
-    /// once is noted and the one after it tried.
+    /// once is noted and the one after it tried. A registration that fails
+    /// is nctls's own failure (epoll out of memory or watches), which the
+    /// next address would meet too: the session ends with an internal error.
     pub fn next(
         &mut self,
         mut register: impl FnMut(&mut BackendStream) -> io::Result<()>,
@@ -66,15 +69,18 @@ impl Dialer {
         loop {
             let i = self.current.map_or(0, |i| i + 1);
             if i >= self.backend.address_count() {
-                return Attempt::Exhausted(self.outcome());
+                return Attempt::Failed(self.outcome());
             }
             self.current = Some(i);
-            let started = connect_to(&self.backend, i).and_then(|mut socket| {
-                register(&mut socket)?;
-                Ok(socket)
-            });
-            match started {
-                Ok(socket) => return Attempt::Started(socket),
+            match connect_to(&self.backend, i) {
+                Ok(mut socket) => {
+                    return match register(&mut socket) {
+                        Ok(()) => Attempt::Started(socket),
+                        Err(e) => Attempt::Failed(EndReason::InternalError(format!(
+                            "cannot register the backend socket: {e}"
+                        ))),
+                    }
+                }
                 Err(e) => self.failed(&e),
             }
         }
@@ -287,7 +293,7 @@ mod tests {
                     Ok(()) => break,
                     Err(e) => dialer.failed(&e),
                 },
-                Attempt::Exhausted(why) => panic!("{why}"),
+                Attempt::Failed(why) => panic!("{why}"),
             }
         }
         assert_eq!(dialer.current(), Some(live.to_string()), "the one serving");
@@ -313,7 +319,7 @@ mod tests {
         }
         assert!(matches!(
             dialer.next(|_| Ok(())),
-            Attempt::Exhausted(EndReason::ConnectTimeout)
+            Attempt::Failed(EndReason::ConnectTimeout)
         ));
         // One refused, one silent: unreachable, saying what each did.
         let mut dialer = Dialer::new(&backend);
@@ -322,17 +328,17 @@ mod tests {
         assert!(matches!(dialer.next(|_| Ok(())), Attempt::Started(_)));
         dialer.timed_out();
         match dialer.next(|_| Ok(())) {
-            Attempt::Exhausted(EndReason::BackendUnreachable(why)) => assert_eq!(
+            Attempt::Failed(EndReason::BackendUnreachable(why)) => assert_eq!(
                 why,
                 format!("{a}: connection refused; {b}: no answer within the connect timeout")
             ),
             other => panic!("{other:?}"),
         }
-        // A registration that fails counts as that address failing.
+        // A registration that fails is nctls's failure, not the address's.
         let mut dialer = Dialer::new(&backend);
         match dialer.next(|_| Err(io::Error::other("no room"))) {
-            Attempt::Exhausted(EndReason::BackendUnreachable(why)) => {
-                assert!(why.contains(&format!("{b}: no room")), "{why}")
+            Attempt::Failed(EndReason::InternalError(why)) => {
+                assert_eq!(why, "cannot register the backend socket: no room")
             }
             other => panic!("{other:?}"),
         }

@@ -35,25 +35,30 @@ pub struct IdentityRequest<'a> {
 pub type IdentityHook = Box<dyn FnMut(&IdentityRequest<'_>) -> Result<String, String>>;
 
 /// The facts of one ended session (the same as its log line).
-pub struct SessionEnd<'a> {
+pub struct SessionEnd {
     pub client: SocketAddr,
     /// The client certificate's subject and fingerprint, if one was presented.
-    pub peer: Option<&'a Peer>,
+    pub peer: Option<Peer>,
     /// The user the session ran as; `None` if it never got that far.
-    pub user: Option<&'a str>,
+    pub user: Option<String>,
     /// TLS version and cipher suite, `-` before the handshake finished.
-    pub tls: &'a str,
+    pub tls: String,
     /// The backend address that served the session (`127.0.0.1:2023`,
     /// `unix:/path`); `None` if no connection was made.
-    pub backend: Option<&'a str>,
+    pub backend: Option<String>,
+    /// Plaintext bytes client → backend.
     pub bytes_in: u64,
+    /// Plaintext bytes backend → client.
     pub bytes_out: u64,
     pub duration: Duration,
-    pub reason: Option<&'a EndReason>,
+    pub reason: Option<EndReason>,
+    /// Closed before the client sent a byte (a TCP health check, a port
+    /// scan): not worth a warning.
+    pub silent: bool,
 }
 
 /// Called once per ended session, on the thread running the server.
-pub type SessionEndHook = Box<dyn FnMut(&SessionEnd<'_>)>;
+pub type SessionEndHook = Box<dyn FnMut(&SessionEnd)>;
 
 /// The server's optional hooks; the default is the daemon's behaviour.
 #[derive(Default)]

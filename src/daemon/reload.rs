@@ -1,4 +1,5 @@
-//! What a reload (SIGHUP) changes, option by option, so the log can say it:
+//! A reload (SIGHUP): computed on a thread of its own ([`Reloads`]), and
+//! what it changes, option by option, so the log can say it:
 //! `changed: log-level info -> debug`, and which changes wait for a restart.
 //!
 //! The comparison reads the effective configuration as `--check` prints it
@@ -6,7 +7,94 @@
 //! line, `#` lines are comments), so every option printed there is compared
 //! and no second list of options is kept here.
 
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+
+use mio::Waker;
+
+use crate::config::tls::Loaded;
 use crate::config::Config;
+use crate::daemon::hooks::{debug, warn};
+
+/// What a reload computes: the new configuration (names resolved) and its
+/// loaded files, or why not.
+pub type ReloadResult = Result<(Config, Loaded), String>;
+
+/// Re-reads the configuration, loads its files and resolves the backend's
+/// name, for SIGHUP. It runs on a thread of its own: DNS and slow disks
+/// must not stall the sessions being served.
+pub type Reloader = Arc<dyn Fn() -> ReloadResult + Send + Sync>;
+
+/// Where SIGHUP's work stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Idle,
+    Running,
+    /// Running, and another SIGHUP came meanwhile: one more reload follows
+    /// (however many came), so the files read last are the newest.
+    RunningAgain,
+}
+
+/// The reloads of one event loop: at most one computing at a time.
+pub struct Reloads {
+    reloader: Option<Reloader>,
+    /// Where the reload thread hands its result back (then wakes the loop).
+    results: (Sender<ReloadResult>, Receiver<ReloadResult>),
+    state: State,
+}
+
+impl Default for Reloads {
+    fn default() -> Self {
+        Reloads {
+            reloader: None,
+            results: mpsc::channel(),
+            state: State::Idle,
+        }
+    }
+}
+
+impl Reloads {
+    /// What SIGHUP runs; without one, SIGHUP does nothing.
+    pub fn set_reloader(&mut self, reloader: Reloader) {
+        self.reloader = Some(reloader);
+    }
+
+    /// Starts computing a reload on a thread, which wakes `waker` when it is
+    /// done; while one runs, asks for one more afterwards.
+    pub fn start(&mut self, waker: &Arc<Waker>) {
+        let Some(reloader) = self.reloader.clone() else {
+            return;
+        };
+        if self.state != State::Idle {
+            self.state = State::RunningAgain;
+            debug!("reload: one is running; another follows it");
+            return;
+        }
+        let (results, waker) = (self.results.0.clone(), waker.clone());
+        let started = std::thread::Builder::new()
+            .name("nctls-reload".into())
+            .spawn(move || {
+                // The loop may have stopped meanwhile: nothing to hand back then.
+                let _ = results.send(reloader());
+                let _ = waker.wake();
+            });
+        match started {
+            Ok(_) => self.state = State::Running,
+            Err(e) => warn!(
+                "reload failed, keeping the current configuration: cannot start its thread: {e}"
+            ),
+        }
+    }
+
+    /// A finished reload, if one is waiting, and whether another was asked
+    /// for meanwhile (start it once this one is applied).
+    pub fn finished(&mut self) -> Option<(ReloadResult, bool)> {
+        let result = self.results.1.try_recv().ok()?;
+        let again = self.state == State::RunningAgain;
+        self.state = State::Idle;
+        Some((result, again))
+    }
+}
 
 /// Options a running daemon cannot change: listening sockets are bound once.
 const NEEDS_RESTART: &[&str] = &["listen"];

@@ -17,23 +17,20 @@ use std::cell::UnsafeCell;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
 
 use log::Level;
-use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::config::tls::{self, Loaded};
 use crate::config::{self, Config};
-use crate::daemon::backend::{self, Attempt, BackendStream, Dialer};
 use crate::daemon::hooks::{self, Hooks, IdentityRequest, SessionEnd};
 use crate::daemon::server::{Server, Stopper};
 use crate::identity::header;
-use crate::relay::session::{EndReason, Session, Side, Status};
+use crate::relay::session::EndReason;
+
+pub mod conn;
 
 /// What every fallible call returns. `NCTLS_RESULT_OK` is 0; errors have
 /// their own range (from 8100) so they never read as an errno value.
@@ -95,6 +92,9 @@ pub enum nctls_close_reason {
     DrainTimeout = 13,
     /// `nctls_server_stop`: ended with close_notify.
     Shutdown = 14,
+    /// nctls itself could not go on (its event loop or a socket
+    /// registration failed); the backend, if any, was reset.
+    InternalError = 15,
 }
 
 /// Severity of a log line.
@@ -251,6 +251,7 @@ fn close_reason(r: Option<&EndReason>) -> nctls_close_reason {
         Some(EndReason::IdleTimeout) => C::IdleTimeout,
         Some(EndReason::DrainTimeout) => C::DrainTimeout,
         Some(EndReason::Shutdown) => C::Shutdown,
+        Some(EndReason::InternalError(_)) => C::InternalError,
     }
 }
 
@@ -319,6 +320,7 @@ fn reason_str(reason: u32) -> &'static str {
         12 => "idle-timeout\0",
         13 => "drain-timeout\0",
         14 => "shutdown\0",
+        15 => "internal-error\0",
         _ => "unknown close reason\0",
     }
 }
@@ -853,20 +855,24 @@ fn session_end_hook(
     (callback, userdata): (nctls_session_end_callback, Userdata),
 ) -> Option<hooks::SessionEndHook> {
     let callback = callback?;
-    Some(Box::new(move |end: &SessionEnd<'_>| {
+    Some(Box::new(move |end: &SessionEnd| {
         let client = c_text(&end.client.to_string());
-        let user = end.user.map(c_text);
-        let subject = end.peer.map(|p| c_text(&p.subject));
-        let sha256 = end.peer.map(|p| c_text(&p.sha256));
-        let tls = c_text(end.tls);
-        let reason_text = c_text(&end.reason.map_or("unknown".into(), |r| r.to_string()));
+        let user = end.user.as_deref().map(c_text);
+        let subject = end.peer.as_ref().map(|p| c_text(&p.subject));
+        let sha256 = end.peer.as_ref().map(|p| c_text(&p.sha256));
+        let tls = c_text(&end.tls);
+        let reason_text = c_text(
+            &end.reason
+                .as_ref()
+                .map_or("unknown".into(), |r| r.to_string()),
+        );
         let info = nctls_session_info {
             client: client.as_ptr(),
             user: text_ptr(&user),
             subject: text_ptr(&subject),
             sha256: text_ptr(&sha256),
             tls: tls.as_ptr(),
-            reason: close_reason(end.reason),
+            reason: close_reason(end.reason.as_ref()),
             reason_text: reason_text.as_ptr(),
             bytes_in: end.bytes_in,
             bytes_out: end.bytes_out,
@@ -935,664 +941,6 @@ pub unsafe extern "C" fn nctls_server_free(server: *mut nctls_server) -> nctls_r
     })
 }
 
-// ---------------------------------------------------------------------------
-// Connection level: the caller accepts sockets, nctls does one session
-
-const CLIENT: Token = Token(0);
-const BACKEND: Token = Token(1);
-const WAKE: Token = Token(2);
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum ConnState {
-    New,
-    /// Handshake done, identity not yet acted on.
-    Accepted,
-    Ended,
-}
-
-/// One client connection handed over by a C program: TLS handshake, then
-/// a relay with the same session state machine and close semantics as the
-/// server.
-pub struct nctls_conn {
-    /// What `nctls_conn_stop` touches, from any thread.
-    stop: Arc<ConnStop>,
-    /// Touched only by the one thread using the connection (caller's contract).
-    inner: UnsafeCell<Conn>,
-}
-
-struct ConnStop {
-    requested: AtomicBool,
-    waker: Waker,
-}
-
-struct Conn {
-    stop: Arc<ConnStop>,
-    /// `nctls_conn_stop` has been acted on.
-    stopped: bool,
-    built: Arc<Built>,
-    poll: Poll,
-    events: Events,
-    client: Option<TcpStream>,
-    client_addr: SocketAddr,
-    backend: Option<BackendStream>,
-    backend_connecting: bool,
-    /// Which configured backend address to try next (no `backend_fd` given).
-    dialer: Option<Dialer>,
-    session: Session,
-    state: ConnState,
-    user: Option<CString>,
-    scratch: Vec<u8>,
-    error: CString,
-}
-
-/// Checks that `fd` is an open, connected stream socket with an IP peer.
-fn check_client_fd(fd: RawFd) -> Result<SocketAddr, &'static str> {
-    check_stream_socket(fd)?;
-    // SAFETY: `fd` is an open socket (checked above); ManuallyDrop keeps us
-    // from closing it, since it is not ours yet.
-    let sock = std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(fd) });
-    // One form per client (IPv4, not ::ffff:a.b.c.d), as in the daemon.
-    sock.peer_addr()
-        .map(crate::identity::addr::canonical)
-        .map_err(|_| "client_fd is not a connected TCP socket")
-}
-
-fn check_stream_socket(fd: RawFd) -> Result<(), &'static str> {
-    if fd < 0 {
-        return Err("the descriptor is negative");
-    }
-    let mut kind: c_int = 0;
-    let mut len = std::mem::size_of::<c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `kind`.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_TYPE,
-            (&mut kind as *mut c_int).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 || kind != libc::SOCK_STREAM {
-        return Err("the descriptor is not an open stream socket");
-    }
-    Ok(())
-}
-
-/// Takes ownership of a checked socket, non-blocking, as a mio stream; on
-/// error the descriptor is left open and not owned.
-///
-/// # Safety
-/// `fd` is an open stream socket that nobody else will close once this succeeds.
-unsafe fn own_socket(fd: RawFd) -> io::Result<TcpStream> {
-    // SAFETY: an open socket; ManuallyDrop keeps it unowned until the end.
-    let std = std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(fd) });
-    std.set_nonblocking(true)?;
-    let _ = std.set_nodelay(true);
-    Ok(TcpStream::from_std(std::mem::ManuallyDrop::into_inner(std)))
-}
-
-/// Makes a connection object for an accepted client socket; no I/O yet.
-///
-/// Ownership of `client_fd`: on NCTLS_RESULT_OK nctls owns it (makes it
-/// non-blocking, turns on TCP keepalive as the `tcp-keepalive` setting says,
-/// closes it when the session ends or at `nctls_conn_free`);
-/// the caller must not use or close it any more. On any error the caller
-/// still owns it. It must be a connected TCP socket
-/// (NCTLS_RESULT_INVALID_PARAMETER otherwise). `cfg` must be loaded; the
-/// connection keeps what it needs, so `cfg` may be freed afterwards.
-/// Thread-safe with other calls that read `cfg`.
-#[no_mangle]
-pub unsafe extern "C" fn nctls_conn_new(
-    cfg: *const nctls_config,
-    client_fd: c_int,
-    out: *mut *mut nctls_conn,
-) -> nctls_result {
-    guard(|| {
-        // SAFETY: NULL or a live config (caller's contract).
-        let built = match unsafe { loaded(cfg) } {
-            Ok(b) => b,
-            Err(e) => return e,
-        };
-        if out.is_null() {
-            return nctls_result::NullParameter;
-        }
-        let Ok(client_addr) = check_client_fd(client_fd) else {
-            return nctls_result::InvalidParameter;
-        };
-        let Ok(session) = Session::new(
-            built.tls.server.clone(),
-            built.config.limits.clone(),
-            Instant::now(),
-        ) else {
-            return nctls_result::Io;
-        };
-        let Ok(poll) = Poll::new() else {
-            return nctls_result::Io;
-        };
-        // SAFETY: checked above to be an open stream socket, handed over on success.
-        let Ok(mut client) = (unsafe { own_socket(client_fd) }) else {
-            return nctls_result::Io;
-        };
-        crate::daemon::server::keepalive(&client, built.config.tcp_keepalive);
-        if poll
-            .registry()
-            .register(&mut client, CLIENT, Interest::READABLE | Interest::WRITABLE)
-            .is_err()
-        {
-            // The caller keeps the descriptor on error: release it unclosed.
-            let _ = client.into_raw_fd();
-            return nctls_result::Io;
-        }
-        let Ok(waker) = Waker::new(poll.registry(), WAKE) else {
-            let _ = client.into_raw_fd();
-            return nctls_result::Io;
-        };
-        let stop = Arc::new(ConnStop {
-            requested: AtomicBool::new(false),
-            waker,
-        });
-        let conn = Box::new(nctls_conn {
-            stop: stop.clone(),
-            inner: UnsafeCell::new(Conn {
-                stop,
-                stopped: false,
-                built,
-                poll,
-                events: Events::with_capacity(8),
-                client: Some(client),
-                client_addr,
-                backend: None,
-                backend_connecting: false,
-                dialer: None,
-                session,
-                state: ConnState::New,
-                user: None,
-                scratch: vec![0; 16 * 1024],
-                error: CString::default(),
-            }),
-        });
-        // SAFETY: `out` is not NULL and points to writable storage for a pointer.
-        unsafe { *out = Box::into_raw(conn) };
-        nctls_result::Ok
-    })
-}
-
-/// The single-thread part of a connection.
-///
-/// # Safety
-/// `conn` is NULL or a live connection, used by one thread at a time
-/// (caller's contract), and nothing else holds the result.
-unsafe fn conn_mut<'a>(conn: *const nctls_conn) -> Option<&'a mut Conn> {
-    // SAFETY: NULL or live (caller's contract); `inner` is only reached by
-    // the thread using the connection, `nctls_conn_stop` never touches it.
-    unsafe { conn.as_ref().map(|c| &mut *c.inner.get()) }
-}
-
-impl Conn {
-    /// Pumps the session, waiting for readiness and deadlines, until the
-    /// handshake is done (while handshaking) or the session has ended.
-    fn drive(&mut self) -> io::Result<Status> {
-        loop {
-            let now = Instant::now();
-            if !self.stopped && self.stop.requested.load(Ordering::SeqCst) {
-                self.stopped = true;
-                self.session.shutdown(now);
-            }
-            let Some(client) = self.client.as_mut() else {
-                return Ok(Status::Ended);
-            };
-            let backend = if self.backend_connecting {
-                None
-            } else {
-                self.backend.as_mut()
-            };
-            match self.session.pump(client, backend, &mut self.scratch, now) {
-                Status::Continue => {}
-                done => return Ok(done),
-            }
-            let timeout = self
-                .session
-                .deadline()
-                .map(|d| d.saturating_duration_since(now));
-            match self.poll.poll(&mut self.events, timeout) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-                Ok(()) => {}
-            }
-            let now = Instant::now();
-            let mut redial = false;
-            for event in self.events.iter() {
-                let readable = event.is_readable() || event.is_read_closed() || event.is_error();
-                let writable = event.is_writable() || event.is_write_closed() || event.is_error();
-                if event.token() == WAKE {
-                    continue;
-                }
-                if event.token() == BACKEND {
-                    if self.backend_connecting {
-                        match self
-                            .backend
-                            .as_ref()
-                            .and_then(BackendStream::connect_result)
-                        {
-                            None => continue,
-                            Some(result) if backend::is_address_failure(&result) => {
-                                if let (Some(dialer), Err(e)) = (self.dialer.as_mut(), &result) {
-                                    dialer.failed(e);
-                                }
-                                redial = true;
-                                continue;
-                            }
-                            Some(result) => {
-                                self.backend_connecting = false;
-                                self.session.backend_connect_done(result, now);
-                            }
-                        }
-                    }
-                    self.session.set_ready(Side::Backend, readable, writable);
-                } else {
-                    if event.is_error() {
-                        if let Some(client) = &self.client {
-                            self.session.client_socket_error(client.take_error());
-                        }
-                    }
-                    self.session.set_ready(Side::Client, readable, writable);
-                }
-            }
-            if redial {
-                self.dial(now);
-            } else if self.session.connect_expired(now) && self.dialer.is_some() {
-                if let Some(dialer) = self.dialer.as_mut() {
-                    dialer.timed_out();
-                }
-                self.dial(now);
-            } else {
-                self.session.on_deadline(now);
-            }
-        }
-    }
-
-    /// Starts connecting to the next configured backend address (dropping
-    /// the attempt before it), or ends the session when none is left.
-    fn dial(&mut self, now: Instant) {
-        let Some(dialer) = self.dialer.as_mut() else {
-            return;
-        };
-        let registry = self.poll.registry();
-        if let Some(mut old) = self.backend.take() {
-            let _ = registry.deregister(&mut old);
-        }
-        match dialer
-            .next(|s| registry.register(s, BACKEND, Interest::READABLE | Interest::WRITABLE))
-        {
-            Attempt::Started(s) => {
-                self.backend = Some(s);
-                self.backend_connecting = true;
-                self.session.backend_attempt(now);
-            }
-            Attempt::Exhausted(reason) => {
-                self.backend_connecting = false;
-                self.session.backend_gave_up(reason, now);
-            }
-        }
-    }
-
-    fn finish(&mut self) {
-        self.state = ConnState::Ended;
-        let reason = self.session.end_reason();
-        if let Some(reason) = reason {
-            self.error = c_text(&reason.to_string());
-        }
-        if let Some(mut backend) = self.backend.take() {
-            backend.release(
-                self.poll.registry(),
-                reason.is_some_and(EndReason::is_truncation),
-            );
-        }
-        if let Some(mut client) = self.client.take() {
-            let _ = self.poll.registry().deregister(&mut client);
-        }
-    }
-
-    /// Runs the session to its end; the close reason.
-    fn run_to_end(&mut self) -> nctls_close_reason {
-        if let Err(e) = self.drive() {
-            self.session
-                .backend_failed(format!("poll: {e}"), Instant::now());
-        }
-        self.finish();
-        close_reason(self.session.end_reason())
-    }
-}
-
-/// Does the TLS handshake (blocking, bounded by the `handshake-timeout`
-/// setting) and verifies the client certificate against the CA and CRLs,
-/// then applies the cert-to-name rules: `nctls_conn_user` tells their
-/// answer (NULL if none), `nctls_conn_peer_cert` the chain. Nothing is sent
-/// to any backend. NCTLS_RESULT_HANDSHAKE_FAILED when the handshake fails
-/// or times out (the client got an alert; the reason is in
-/// `nctls_conn_error`, the socket is closed); NCTLS_RESULT_WRONG_STATE if
-/// called twice. Not thread-safe with other calls on `conn`.
-#[no_mangle]
-pub unsafe extern "C" fn nctls_conn_accept(conn: *mut nctls_conn) -> nctls_result {
-    guard(|| {
-        // SAFETY: NULL or a live connection used by one thread (caller's contract).
-        let Some(conn) = (unsafe { conn_mut(conn) }) else {
-            return nctls_result::NullParameter;
-        };
-        if conn.state != ConnState::New {
-            return nctls_result::WrongState;
-        }
-        match conn.drive() {
-            Ok(Status::HandshakeDone) => {}
-            Ok(_) => {
-                conn.finish();
-                return nctls_result::HandshakeFailed;
-            }
-            Err(e) => {
-                conn.session
-                    .backend_failed(format!("poll: {e}"), Instant::now());
-                conn.finish();
-                conn.error = c_text(&format!("poll: {e}"));
-                return nctls_result::Io;
-            }
-        }
-        conn.state = ConnState::Accepted;
-        let chain = conn.session.peer_certificates().unwrap_or(&[]);
-        match conn.built.tls.mapper.user_for(chain) {
-            Ok(user) => conn.user = Some(c_text(&user)),
-            Err(why) => conn.error = c_text(&format!("no user: {why}")),
-        }
-        nctls_result::Ok
-    })
-}
-
-/// The user the rules chose at `nctls_conn_accept`, or the one set by
-/// `nctls_conn_set_user`; NULL when there is none (relaying then refuses).
-/// Owned by `conn`, valid until the next call on it. Not thread-safe with
-/// other calls on `conn`.
-#[no_mangle]
-pub unsafe extern "C" fn nctls_conn_user(conn: *const nctls_conn) -> *const c_char {
-    guard_or(std::ptr::null(), || {
-        // SAFETY: NULL or a live connection used by one thread (caller's contract).
-        unsafe { conn_mut(conn) }.map_or(std::ptr::null(), |c| text_ptr(&c.user))
-    })
-}
-
-/// Overrides the user after `nctls_conn_accept` (the caller's own mapping);
-/// NULL clears it, so `nctls_conn_relay` refuses the client. The name must
-/// be safe for the session header (NCTLS_RESULT_INVALID_PARAMETER, reason in
-/// `nctls_conn_error`); NCTLS_RESULT_WRONG_STATE outside the accepted state.
-/// Not thread-safe with other calls on `conn`.
-#[no_mangle]
-pub unsafe extern "C" fn nctls_conn_set_user(
-    conn: *mut nctls_conn,
-    user: *const c_char,
-) -> nctls_result {
-    guard(|| {
-        // SAFETY: NULL or a live connection used by one thread (caller's contract).
-        let Some(conn) = (unsafe { conn_mut(conn) }) else {
-            return nctls_result::NullParameter;
-        };
-        if conn.state != ConnState::Accepted {
-            return nctls_result::WrongState;
-        }
-        if user.is_null() {
-            conn.user = None;
-            return nctls_result::Ok;
-        }
-        // SAFETY: not NULL; a NUL-terminated string (caller's contract).
-        let Ok(name) = (unsafe { utf8(user) }) else {
-            conn.error = c_text("user: not UTF-8");
-            return nctls_result::InvalidParameter;
-        };
-        if let Err(why) = conn.built.config.header.check_user(name) {
-            conn.error = c_text(&format!("user {name:?}: {why}"));
-            return nctls_result::InvalidParameter;
-        }
-        conn.user = Some(c_text(name));
-        nctls_result::Ok
-    })
-}
-
-/// The `index`th certificate of the client's verified chain (0 is the
-/// client's own), DER, after a successful `nctls_conn_accept`. The bytes
-/// are owned by `conn` and valid until `nctls_conn_free`.
-/// NCTLS_RESULT_INVALID_PARAMETER past the end of the chain. Not
-/// thread-safe with other calls on `conn`.
-#[no_mangle]
-pub unsafe extern "C" fn nctls_conn_peer_cert(
-    conn: *const nctls_conn,
-    index: usize,
-    der: *mut *const u8,
-    der_len: *mut usize,
-) -> nctls_result {
-    guard(|| {
-        // SAFETY: NULL or a live connection used by one thread (caller's contract).
-        let Some(conn) = (unsafe { conn_mut(conn) }) else {
-            return nctls_result::NullParameter;
-        };
-        if der.is_null() || der_len.is_null() {
-            return nctls_result::NullParameter;
-        }
-        if conn.state == ConnState::New {
-            return nctls_result::WrongState;
-        }
-        let chain = conn.session.peer_certificates().unwrap_or(&[]);
-        let Some(cert) = chain.get(index) else {
-            return nctls_result::InvalidParameter;
-        };
-        // SAFETY: both outputs are not NULL and writable (caller's contract).
-        unsafe {
-            *der = cert.as_ptr();
-            *der_len = cert.len();
-        }
-        nctls_result::Ok
-    })
-}
-
-/// Relays the accepted session to the backend until it ends, with the
-/// daemon's close semantics (README, "How a session ends"); blocks, bounded
-/// by the configured timeouts. Writes the close reason to `reason` (may be
-/// NULL) and returns NCTLS_RESULT_OK whenever the session ran, however it
-/// ended (details in `nctls_conn_error`). Without a user it refuses: the
-/// client gets close_notify and the backend is not contacted.
-///
-/// `backend_fd`: a connected stream socket to the backend (TCP or unix),
-/// or -1 to connect to the configured `backend` address. Ownership: unless
-/// `conn` is NULL, nctls owns `backend_fd` from this call on and has closed
-/// it when the call returns, whatever it returns (with a TCP reset when the
-/// client's stream was truncated, so the backend never mistakes it for a
-/// clean end). The client socket is closed too. NCTLS_RESULT_WRONG_STATE
-/// unless `nctls_conn_accept` succeeded and nothing was relayed yet. Not
-/// thread-safe with other calls on `conn`.
-#[no_mangle]
-pub unsafe extern "C" fn nctls_conn_relay(
-    conn: *mut nctls_conn,
-    backend_fd: c_int,
-    reason: *mut nctls_close_reason,
-) -> nctls_result {
-    guard(|| {
-        // SAFETY: NULL or a live connection used by one thread (caller's contract).
-        let Some(conn) = (unsafe { conn_mut(conn) }) else {
-            return nctls_result::NullParameter;
-        };
-        // The backend descriptor is ours from here on, whatever happens.
-        let backend = if backend_fd >= 0 {
-            match check_stream_socket(backend_fd) {
-                // SAFETY: an open stream socket, handed over by the caller.
-                Ok(()) => Some(
-                    unsafe { own_socket(backend_fd) }
-                        .map(BackendStream::Tcp)
-                        .inspect_err(|_| {
-                            // SAFETY: handed over and not owned by anything else: close it as promised.
-                            unsafe { libc::close(backend_fd) };
-                        }),
-                ),
-                Err(why) => {
-                    // SAFETY: the caller handed it over; closing a
-                    // non-socket descriptor is what "nctls closes it" means.
-                    unsafe { libc::close(backend_fd) };
-                    conn.error = c_text(&format!("backend_fd: {why}"));
-                    return nctls_result::InvalidParameter;
-                }
-            }
-        } else {
-            None
-        };
-        if conn.state != ConnState::Accepted {
-            return nctls_result::WrongState;
-        }
-        let now = Instant::now();
-        let built = conn.built.clone();
-        let decision = match conn.user.as_ref().map(|u| u.to_str()) {
-            Some(Ok(user)) => header::build(
-                built.config.header,
-                user,
-                conn.client_addr,
-                built.config.accounts.fields_for(user),
-            )
-            .map_err(|why| format!("header field unusable: {why}")),
-            _ => Err("no user for this certificate".into()),
-        };
-        match decision {
-            Err(why) => conn.session.refuse(why, now),
-            Ok(h) => {
-                conn.session.admit(&h, now);
-                match backend {
-                    // Every configured address, in order.
-                    None => {
-                        conn.dialer = Some(Dialer::new(&built.config.backend));
-                        conn.dial(now);
-                    }
-                    Some(socket) => {
-                        let registered = socket.and_then(|mut s| {
-                            conn.poll.registry().register(
-                                &mut s,
-                                BACKEND,
-                                Interest::READABLE | Interest::WRITABLE,
-                            )?;
-                            Ok(s)
-                        });
-                        match registered {
-                            Ok(s) => {
-                                conn.backend = Some(s);
-                                conn.session.backend_connected(now);
-                            }
-                            Err(e) => conn.session.backend_failed(e.to_string(), now),
-                        }
-                    }
-                }
-            }
-        }
-        let why = conn.run_to_end();
-        if !reason.is_null() {
-            // SAFETY: not NULL and writable (caller's contract).
-            unsafe { *reason = why };
-        }
-        nctls_result::Ok
-    })
-}
-
-/// Refuses the accepted client: close_notify (flushed, bounded by the drain
-/// timeout), the backend never contacted, the socket closed; the close
-/// reason is NCTLS_CLOSE_REASON_REFUSED. NCTLS_RESULT_WRONG_STATE unless
-/// `nctls_conn_accept` succeeded and nothing was relayed. Not thread-safe
-/// with other calls on `conn`.
-#[no_mangle]
-pub unsafe extern "C" fn nctls_conn_refuse(conn: *mut nctls_conn) -> nctls_result {
-    guard(|| {
-        // SAFETY: NULL or a live connection used by one thread (caller's contract).
-        let Some(conn) = (unsafe { conn_mut(conn) }) else {
-            return nctls_result::NullParameter;
-        };
-        if conn.state != ConnState::Accepted {
-            return nctls_result::WrongState;
-        }
-        conn.session
-            .refuse("refused by the application".into(), Instant::now());
-        conn.run_to_end();
-        nctls_result::Ok
-    })
-}
-
-/// Plaintext bytes relayed client -> backend (`bytes_in`) and backend ->
-/// client (`bytes_out`); either pointer may be NULL. Not thread-safe with
-/// other calls on `conn`.
-#[no_mangle]
-pub unsafe extern "C" fn nctls_conn_bytes(
-    conn: *const nctls_conn,
-    bytes_in: *mut u64,
-    bytes_out: *mut u64,
-) -> nctls_result {
-    guard(|| {
-        // SAFETY: NULL or a live connection used by one thread (caller's contract).
-        let Some(conn) = (unsafe { conn_mut(conn) }) else {
-            return nctls_result::NullParameter;
-        };
-        let (up, down) = conn.session.bytes();
-        // SAFETY: each is NULL or writable (caller's contract).
-        unsafe {
-            if let Some(p) = bytes_in.as_mut() {
-                *p = up;
-            }
-            if let Some(p) = bytes_out.as_mut() {
-                *p = down;
-            }
-        }
-        nctls_result::Ok
-    })
-}
-
-/// Why the connection ended or the last call on it failed, e.g.
-/// `handshake-failed: ...` or `backend-closed`; "" if nothing to say, NULL
-/// if `conn` is NULL. Owned by `conn`, valid until its next call or free.
-/// Not thread-safe with other calls on `conn`.
-#[no_mangle]
-pub unsafe extern "C" fn nctls_conn_error(conn: *const nctls_conn) -> *const c_char {
-    guard_or(std::ptr::null(), || {
-        // SAFETY: NULL or a live connection used by one thread (caller's contract).
-        unsafe { conn_mut(conn) }.map_or(std::ptr::null(), |c| c.error.as_ptr())
-    })
-}
-
-/// Asks a connection to end: a handshake in progress fails, a relay ends
-/// with close_notify to the client and the backend closed (close reason
-/// NCTLS_CLOSE_REASON_SHUTDOWN), and a later accept, relay or refuse ends
-/// the same way at once. Callable from any thread and from a signal handler
-/// (a flag and an eventfd write); the connection must not be freed meanwhile.
-/// A second call returns NCTLS_RESULT_ALREADY_STOPPING.
-#[no_mangle]
-pub unsafe extern "C" fn nctls_conn_stop(conn: *const nctls_conn) -> nctls_result {
-    guard(|| {
-        // SAFETY: NULL or a live connection; only its shared stop part is touched.
-        let Some(conn) = (unsafe { conn.as_ref() }) else {
-            return nctls_result::NullParameter;
-        };
-        if conn.stop.requested.swap(true, Ordering::SeqCst) {
-            return nctls_result::AlreadyStopping;
-        }
-        match conn.stop.waker.wake() {
-            Ok(()) => nctls_result::Ok,
-            Err(_) => nctls_result::Io,
-        }
-    })
-}
-
-/// Frees a connection and closes its sockets if still open; NULL is
-/// ignored. Freeing an accepted connection that was neither relayed nor
-/// refused closes the client without close_notify: call
-/// `nctls_conn_refuse` first. Not thread-safe with other calls on `conn`.
-#[no_mangle]
-pub unsafe extern "C" fn nctls_conn_free(conn: *mut nctls_conn) {
-    guard_or((), || {
-        if !conn.is_null() {
-            // SAFETY: made by nctls_conn_new and not freed before (caller's contract).
-            drop(unsafe { Box::from_raw(conn) });
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1615,6 +963,7 @@ mod tests {
             EndReason::IdleTimeout,
             EndReason::DrainTimeout,
             EndReason::Shutdown,
+            EndReason::InternalError(why()),
         ] {
             let name = reason_str(close_reason(Some(&reason)) as u32);
             assert_eq!(name, format!("{}\0", reason.token()));

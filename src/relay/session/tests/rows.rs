@@ -1,0 +1,434 @@
+//! The cases, one or more per row of the README's close-semantics table.
+
+use super::*;
+
+#[test]
+fn header_goes_first_then_client_bytes() {
+    let mut rig = Rig::tls13();
+    rig.run();
+    assert_eq!(rig.status, Status::HandshakeDone);
+    // The client's first bytes arrive before the backend is even connected.
+    rig.client_send(b"<hello/>");
+    rig.session.admit(HEADER, rig.now);
+    rig.run();
+    assert!(rig.b.output.is_empty(), "nothing before the backend is up");
+    rig.connect();
+    rig.run();
+    assert_eq!(rig.b.output, [HEADER, b"<hello/>"].concat());
+    assert_eq!(rig.session.bytes().0, 8);
+}
+
+#[test]
+fn backend_eof_delivers_everything_then_close_notify() {
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let mut rig = Rig::relaying(version, Tls12Close::Strict);
+        let data = bytes(300 * 1024);
+        rig.backend_send(&data);
+        rig.b.eof = true;
+        rig.run();
+        assert!(rig.received == data, "all bytes, in order");
+        assert!(rig.client_saw_close_notify);
+        assert!(
+            rig.c.write_shut,
+            "client write side shut after close_notify"
+        );
+        assert_eq!(rig.status, Status::Continue, "still reading the client");
+        assert_eq!(
+            rig.session.deadline(),
+            Some(rig.now + Duration::from_secs(5))
+        );
+        // The client answers with its own close_notify: done.
+        rig.client_close_notify();
+        rig.run();
+        assert_eq!(rig.status, Status::Ended);
+        assert_eq!(rig.reason(), EndReason::BackendClosed);
+        assert!(rig.b.write_shut);
+    }
+}
+
+#[test]
+fn client_close_notify_half_closes_in_tls13() {
+    let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+    rig.client_send(b"<rpc><close-session/></rpc>");
+    rig.client_close_notify();
+    rig.run();
+    assert_eq!(rig.b.output, b"<rpc><close-session/></rpc>");
+    assert!(rig.b.write_shut, "backend sees EOF after the last byte");
+    assert!(!rig.client_saw_close_notify, "the reply is still to come");
+    rig.backend_send(b"<ok/>");
+    rig.run();
+    assert_eq!(rig.received, b"<ok/>");
+    rig.b.eof = true;
+    rig.run();
+    assert!(rig.client_saw_close_notify);
+    assert_eq!(rig.status, Status::Ended);
+    assert_eq!(rig.reason(), EndReason::ClientCloseNotify);
+}
+
+#[test]
+fn tls12_strict_answers_close_notify_at_once() {
+    let mut rig = Rig::relaying(&rustls::version::TLS12, Tls12Close::Strict);
+    rig.client_send(b"<rpc/>");
+    rig.client_close_notify();
+    rig.run();
+    assert_eq!(rig.b.output, b"<rpc/>");
+    assert!(rig.b.write_shut);
+    assert!(rig.client_saw_close_notify, "answered at once");
+    assert_eq!(rig.status, Status::Ended);
+    rig.backend_send(b"late");
+    rig.run();
+    assert!(rig.received.is_empty(), "later output discarded");
+}
+
+#[test]
+fn tls12_half_close_relays_the_rest() {
+    let mut rig = Rig::relaying(&rustls::version::TLS12, Tls12Close::HalfClose);
+    rig.client_close_notify();
+    rig.run();
+    assert!(rig.b.write_shut);
+    assert!(!rig.client_saw_close_notify);
+    rig.backend_send(b"<ok/>");
+    rig.b.eof = true;
+    rig.run();
+    assert_eq!(rig.received, b"<ok/>");
+    assert!(rig.client_saw_close_notify);
+    assert_eq!(rig.status, Status::Ended);
+}
+
+#[test]
+fn ragged_client_eof_is_a_truncation() {
+    let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+    rig.client_send(b"partial");
+    rig.run();
+    rig.c.eof = true;
+    rig.run();
+    assert_eq!(rig.status, Status::Ended);
+    assert_eq!(rig.reason(), EndReason::ClientEof);
+    assert!(rig.reason().is_truncation());
+    assert!(!rig.b.write_shut, "no clean EOF to the backend");
+}
+
+#[test]
+fn client_reset_and_garbage_are_truncations() {
+    let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+    rig.c.reset = true;
+    rig.run();
+    assert!(matches!(rig.reason(), EndReason::ClientReset(_)));
+
+    let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+    rig.c.input.extend(b"\x17\x03\x03\x00\x05hello");
+    rig.run();
+    assert_eq!(rig.status, Status::Ended);
+    assert!(
+        matches!(rig.reason(), EndReason::TlsError(_)),
+        "{:?}",
+        rig.reason()
+    );
+    assert!(rig.reason().is_truncation());
+    assert!(rig.client_error.is_some(), "the client got an alert");
+}
+
+#[test]
+fn slow_backend_pauses_the_client() {
+    let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+    rig.b.room = 0;
+    let data = bytes(1 << 20);
+    rig.client_send(&data);
+    rig.run();
+    // rustls holds at most one record of plaintext; we hold at most one read.
+    assert!(rig.session.to_backend.bytes().len() <= 16 * 1024);
+    assert!(
+        rig.c.input.len() > 900 * 1024,
+        "the rest waits in the socket"
+    );
+    rig.b.room = usize::MAX;
+    rig.run();
+    assert!(rig.b.output == data);
+}
+
+#[test]
+fn slow_client_pauses_the_backend() {
+    let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+    rig.c.room = 0;
+    let data = bytes(1 << 20);
+    rig.backend_send(&data);
+    rig.run();
+    assert!(rig.session.to_client.bytes().len() <= 16 * 1024);
+    // Record headers and tags on top of the plaintext limit.
+    assert!(rig.session.tls.pending_output() <= OUTPUT_LIMIT + 1024);
+    assert!(
+        rig.b.input.len() > 900 * 1024,
+        "the rest waits in the backend socket"
+    );
+    rig.c.room = usize::MAX;
+    rig.run();
+    assert!(rig.received == data);
+}
+
+#[test]
+fn handshake_timeout_ends_at_once() {
+    let mut rig = Rig::tls13();
+    assert_eq!(
+        rig.session.deadline(),
+        Some(rig.now + Duration::from_secs(10))
+    );
+    rig.now += Duration::from_secs(9);
+    rig.session.on_deadline(rig.now);
+    assert!(rig.session.end_reason().is_none(), "not yet");
+    rig.now += Duration::from_secs(1);
+    rig.session.on_deadline(rig.now);
+    rig.run();
+    assert_eq!(rig.status, Status::Ended);
+    assert_eq!(rig.reason(), EndReason::HandshakeTimeout);
+}
+
+#[test]
+fn idle_timeout_closes_then_gives_up_on_a_silent_client() {
+    let mut policy = limits(Tls12Close::Strict);
+    policy.idle_timeout = Some(Duration::from_secs(60));
+    let mut rig = Rig::new(&rustls::version::TLS13, policy);
+    rig.run();
+    rig.session.admit(HEADER, rig.now);
+    rig.connect();
+    rig.run();
+    assert_eq!(
+        rig.session.deadline(),
+        Some(rig.now + Duration::from_secs(60))
+    );
+    rig.c.room = 0; // the client stopped reading
+    rig.advance(Duration::from_secs(60));
+    assert_eq!(rig.reason(), EndReason::IdleTimeout);
+    assert_eq!(
+        rig.status,
+        Status::Continue,
+        "close_notify cannot be flushed"
+    );
+    rig.advance(Duration::from_secs(5));
+    assert_eq!(rig.status, Status::Ended);
+    assert_eq!(rig.reason(), EndReason::IdleTimeout);
+}
+
+#[test]
+fn drain_deadline_extends_while_data_flows() {
+    let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+    rig.client_close_notify();
+    rig.run();
+    for _ in 0..5 {
+        rig.now += Duration::from_secs(4);
+        rig.backend_send(b"x");
+        rig.run();
+        rig.session.on_deadline(rig.now);
+        assert!(rig.session.end_reason() == Some(&EndReason::ClientCloseNotify));
+    }
+    assert_eq!(rig.received, b"xxxxx");
+    rig.advance(Duration::from_secs(5));
+    assert!(rig.client_saw_close_notify, "drain expiry closes cleanly");
+    assert_eq!(rig.status, Status::Ended);
+    assert_eq!(rig.reason(), EndReason::DrainTimeout);
+}
+
+#[test]
+fn unreachable_backend_gets_close_notify() {
+    let mut rig = Rig::tls13();
+    rig.run();
+    rig.session.admit(HEADER, rig.now);
+    rig.session
+        .backend_failed("connection refused".into(), rig.now);
+    rig.run();
+    assert!(rig.client_saw_close_notify);
+    assert_eq!(rig.status, Status::Continue, "until the client closes");
+    rig.client_close_notify();
+    rig.run();
+    assert_eq!(rig.status, Status::Ended);
+    assert!(matches!(rig.reason(), EndReason::BackendUnreachable(_)));
+}
+
+#[test]
+fn connect_timeout_gets_close_notify() {
+    let mut rig = Rig::tls13();
+    rig.run();
+    rig.session.admit(HEADER, rig.now);
+    assert!(rig.session.is_connecting());
+    rig.advance(Duration::from_secs(10));
+    assert!(rig.client_saw_close_notify);
+    assert_eq!(rig.reason(), EndReason::ConnectTimeout);
+    rig.c.eof = true; // the client answers with a FIN alone
+    rig.run();
+    assert_eq!(rig.status, Status::Ended);
+    assert_eq!(rig.reason(), EndReason::ConnectTimeout);
+}
+
+#[test]
+fn refused_identity_never_reaches_the_backend() {
+    let mut rig = Rig::tls13();
+    rig.run();
+    rig.client_send(b"<hello/>");
+    rig.session.refuse("no usable name".into(), rig.now);
+    rig.run();
+    assert!(rig.client_saw_close_notify);
+    rig.client_close_notify();
+    rig.run();
+    assert_eq!(rig.status, Status::Ended);
+    assert!(rig.b.output.is_empty());
+}
+
+/// After our close_notify the client's input is read and dropped until
+/// its close_notify or FIN (closing with unread input is a TCP reset):
+/// a 1 MiB RPC pipelined right after the handshake is all read, none of
+/// it relayed or counted, and reading it does not extend the drain.
+#[test]
+fn input_after_our_close_notify_is_read_and_dropped() {
+    let mut rig = Rig::tls13();
+    rig.run();
+    rig.session.refuse("no usable name".into(), rig.now);
+    rig.client_send(&bytes(1 << 20));
+    rig.run();
+    assert!(rig.client_saw_close_notify);
+    assert!(rig.c.input.is_empty(), "all of it read");
+    assert_eq!(rig.status, Status::Continue);
+    assert_eq!(rig.session.bytes(), (0, 0));
+    assert!(rig.b.output.is_empty());
+    let deadline = rig.session.deadline();
+    rig.now += Duration::from_secs(3);
+    rig.client_send(b"more");
+    rig.run();
+    assert_eq!(
+        rig.session.deadline(),
+        deadline,
+        "discarding is not activity"
+    );
+    rig.c.eof = true;
+    rig.run();
+    assert_eq!(rig.status, Status::Ended);
+    assert!(matches!(rig.reason(), EndReason::Refused(_)));
+
+    // A client that keeps sending is dropped at the deadline.
+    let mut rig = Rig::relaying(&rustls::version::TLS12, Tls12Close::Strict);
+    rig.session.shutdown(rig.now);
+    rig.run();
+    for _ in 0..4 {
+        rig.now += Duration::from_secs(1);
+        rig.client_send(b"<rpc/>");
+        rig.run();
+        rig.session.on_deadline(rig.now);
+        assert_eq!(rig.status, Status::Continue);
+    }
+    rig.advance(Duration::from_secs(1));
+    assert_eq!(rig.status, Status::Ended);
+    assert_eq!(rig.reason(), EndReason::Shutdown);
+}
+
+#[test]
+fn shutdown_ends_with_close_notify() {
+    let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+    rig.backend_send(b"pending");
+    rig.session.shutdown(rig.now);
+    rig.run();
+    assert!(rig.client_saw_close_notify);
+    rig.client_close_notify();
+    rig.run();
+    assert_eq!(rig.status, Status::Ended);
+    assert_eq!(rig.reason(), EndReason::Shutdown);
+
+    let mut rig = Rig::tls13();
+    rig.session.shutdown(rig.now);
+    rig.run();
+    assert_eq!(rig.status, Status::Ended);
+}
+
+#[test]
+fn input_after_a_full_backend_close_is_dropped() {
+    let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+    rig.b.eof = true;
+    rig.run();
+    assert!(rig.client_saw_close_notify);
+    rig.b.reset = true; // ConfD closed the socket entirely
+    rig.client_send(b"<rpc/>");
+    rig.run();
+    assert_eq!(rig.status, Status::Continue, "read and dropped");
+    rig.client_close_notify();
+    rig.run();
+    assert_eq!(rig.status, Status::Ended);
+    assert_eq!(rig.reason(), EndReason::BackendClosed);
+}
+
+#[test]
+fn client_reset_reported_by_the_loop_ends_a_paused_session() {
+    let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+    rig.b.room = 0;
+    rig.client_send(&bytes(256 * 1024));
+    rig.run();
+    rig.session.client_reset("connection reset by peer".into());
+    rig.run();
+    assert_eq!(rig.status, Status::Ended);
+    assert!(rig.reason().is_truncation());
+}
+
+#[test]
+fn backend_reset_at_connect_gets_close_notify() {
+    let mut rig = Rig::tls13();
+    rig.run();
+    rig.session.admit(HEADER, rig.now);
+    rig.connect();
+    rig.session.backend_reset("connection reset by peer".into());
+    rig.run();
+    assert!(rig.client_saw_close_notify);
+    assert!(matches!(rig.reason(), EndReason::BackendReset(_)));
+    assert!(
+        rig.b.output.is_empty(),
+        "nothing written to a reset backend"
+    );
+}
+
+#[test]
+fn backend_reset_closes_the_client_cleanly() {
+    let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+    rig.backend_send(b"partial");
+    rig.run();
+    rig.b.reset = true;
+    rig.run();
+    assert_eq!(rig.received, b"partial");
+    assert!(rig.client_saw_close_notify);
+    assert!(matches!(rig.reason(), EndReason::BackendReset(_)));
+}
+
+#[test]
+fn waiting_sessions_hold_no_buffers() {
+    let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+    assert_eq!(rig.session.tls.buffer_capacity(), 0, "after the handshake");
+    let data = bytes(200 * 1024);
+    rig.client_send(&data);
+    rig.backend_send(&data);
+    rig.run();
+    assert!(rig.b.output == data && rig.received == data);
+    assert_eq!(rig.session.tls.buffer_capacity(), 0, "after traffic");
+}
+
+#[test]
+fn handshake_message_larger_than_a_read() {
+    let mut rig = Rig::with_chain(&rustls::version::TLS13, limits(Tls12Close::Strict), 120);
+    rig.run();
+    assert_eq!(rig.status, Status::HandshakeDone);
+    let chain = rig.session.peer_certificates().unwrap();
+    let size: usize = chain.iter().map(|c| c.len()).sum();
+    assert!(
+        size > 40 * 1024,
+        "client Certificate message of {size} bytes"
+    );
+}
+
+#[test]
+fn key_update_mid_session() {
+    let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+    rig.client_send(b"before");
+    rig.backend_send(b"before");
+    rig.run();
+    rig.client.refresh_traffic_keys().unwrap();
+    rig.client_send(b"after");
+    rig.backend_send(b"after");
+    rig.run();
+    assert_eq!(rig.b.output, b"beforeafter");
+    assert_eq!(rig.received, b"beforeafter");
+    assert!(rig.client_error.is_none());
+    assert_eq!(rig.status, Status::Continue);
+}
