@@ -210,7 +210,7 @@ fn read_file(path: &str) -> Result<Vec<Setting>, ConfigError> {
     parse_file(path, &text)
 }
 
-/// The settings of a config file, in order (syntax: [`file`]). A
+/// The settings of a config file, in order (syntax: [`mod@file`]). A
 /// single-valued option may appear once; repeatable ones build a list.
 pub(super) fn parse_file(path: &str, text: &str) -> Result<Vec<Setting>, ConfigError> {
     let mut settings: Vec<Setting> = Vec::new();

@@ -242,7 +242,7 @@ pub fn tcp_listener(
 }
 
 /// Unanswered keepalive probes before the kernel drops a connection.
-pub(crate) const KEEPALIVE_PROBES: u32 = 5;
+pub const KEEPALIVE_PROBES: u32 = 5;
 
 /// The interval between keepalive probes for an idle time: a tenth of it,
 /// from 1 s to 75 s (Linux's own default interval).
