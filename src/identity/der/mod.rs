@@ -120,7 +120,9 @@ pub fn subject(cert: &[u8]) -> Option<Vec<Attribute>> {
 /// A certificate's validity period, in seconds since the Unix epoch (UTC).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Validity {
+    /// The first second it is valid (notBefore).
     pub not_before: i64,
+    /// The last second it is valid (notAfter, inclusive: RFC 5280 §4.1.2.5).
     pub not_after: i64,
 }
 
@@ -131,7 +133,8 @@ impl Validity {
     }
 }
 
-/// The certificate's notBefore and notAfter.
+/// The certificate's notBefore and notAfter; `None` if the certificate
+/// or either time cannot be parsed.
 pub fn validity(cert: &[u8]) -> Option<Validity> {
     let fields = tbs_fields(cert)?;
     let validity = fields.get(VALIDITY).filter(|v| v.tag == SEQUENCE)?;
@@ -144,7 +147,8 @@ pub fn validity(cert: &[u8]) -> Option<Validity> {
 }
 
 /// The certificate's SubjectPublicKeyInfo, whole (as a key's public half is
-/// encoded), to pair certificates with private keys.
+/// encoded), to pair certificates with private keys; `None` if the
+/// certificate cannot be parsed.
 pub fn public_key_info(cert: &[u8]) -> Option<&[u8]> {
     let fields = tbs_fields(cert)?;
     let spki = fields.get(PUBLIC_KEY).filter(|k| k.tag == SEQUENCE)?;
@@ -160,6 +164,8 @@ pub struct CrlFields {
     pub issuer_text: String,
     /// Seconds since the epoch.
     pub this_update: i64,
+    /// When the next CRL is due, in seconds since the epoch; after it this
+    /// one has expired. `None` when absent (RFC 5280 requires it).
     pub next_update: Option<i64>,
     /// The cRLNumber extension's integer, big-endian without leading zeros.
     pub number: Option<Vec<u8>>,
@@ -168,7 +174,8 @@ pub struct CrlFields {
     pub scope: Option<Vec<u8>>,
 }
 
-/// Reads a CRL's issuer, dates, number and scope.
+/// Reads a CRL's issuer, dates, number and scope (DER); `None` if it
+/// cannot be parsed.
 pub fn crl_fields(crl: &[u8]) -> Option<CrlFields> {
     let (list, _) = next(crl).filter(|(t, _)| t.tag == SEQUENCE)?;
     let (tbs, _) = next(list.body).filter(|(t, _)| t.tag == SEQUENCE)?;

@@ -29,7 +29,11 @@ pub enum HeaderKind {
     ConfdB64,
     /// yuma123 netconfd's `<ncx-connect>`; `port` must be in netconfd's
     /// `--port` list (its default list is 830 alone).
-    Ncx { port: u16 },
+    Ncx {
+        /// The `port` attribute: the port netconfd believes the client
+        /// reached, checked against its `--port` list.
+        port: u16,
+    },
     /// No header: a plain byte relay.
     None,
 }
@@ -72,8 +76,11 @@ impl fmt::Display for HeaderKind {
 /// The header fields besides user and source; defaults are the GnuTLS demo's.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeaderFields {
+    /// PROTO: the transport ConfD records for the session (`ssh`).
     pub proto: String,
+    /// UID: the numeric user id ConfD runs the session as.
     pub uid: u32,
+    /// GID: the numeric primary group id.
     pub gid: u32,
     /// Supplementary group ids, comma-separated.
     pub subgids: String,
@@ -179,11 +186,14 @@ impl HeaderFields {
 /// Header fields for every user: defaults plus per-user overrides.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Accounts {
+    /// For every user not in `users` (`--proto`, `--uid`, ...).
     pub defaults: HeaderFields,
+    /// Per user name, in `--user-fields` order; each name once.
     pub users: Vec<(String, HeaderFields)>,
 }
 
 impl Accounts {
+    /// The fields for `user`: its own, or the defaults.
     pub fn fields_for(&self, user: &str) -> &HeaderFields {
         self.users
             .iter()
@@ -214,8 +224,11 @@ impl Accounts {
 /// Why a value cannot go into the header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Unsafe {
+    /// The value is empty (a user name must not be).
     Empty,
+    /// Longer than [`MAX_NAME`] bytes.
     TooLong,
+    /// Holds this character, which the header form cannot carry.
     Char(char),
 }
 
@@ -285,7 +298,9 @@ impl HeaderKind {
     }
 }
 
-/// Any other field: may be empty, must not break the line's shape.
+/// Whether a ConfD header field other than the user (PROTO, SUBGIDS,
+/// HOMEDIR, GROUPS) keeps the line's shape: it may be empty, and holds no
+/// `;`, `[`, `]` or control character (the first one found is the error).
 pub fn check_field(value: &str) -> Result<(), Unsafe> {
     match value
         .chars()

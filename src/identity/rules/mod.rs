@@ -104,14 +104,24 @@ fn alg_name(id: u8) -> &'static str {
     }
 }
 
-/// How a matching rule derives the name (RFC 7407 map types).
+/// How a matching rule derives the name (RFC 7407 §2 map types, in
+/// `--map`'s words). A SAN type takes the first SAN of its kind that
+/// yields a name; none yields no name, and the next rule is tried.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MapType {
+    /// `specified NAME`: this name, whatever the certificate holds.
     Specified(String),
+    /// `san-rfc822-name`: an email SAN, local part as is, host lowercased.
     SanRfc822Name,
+    /// `san-dns-name`: a DNS SAN, lowercased.
     SanDnsName,
+    /// `san-ip-address`: an IP SAN, IPv4 dotted, IPv6 as 32 lowercase hex
+    /// digits.
     SanIpAddress,
+    /// `san-any`: the first SAN of those three kinds, mapped as its kind is.
     SanAny,
+    /// `common-name`: the subject's CommonName; none when it has none,
+    /// several, or one that is not text.
     CommonName,
 }
 
@@ -120,6 +130,7 @@ pub enum MapType {
 pub struct Rule {
     /// `None` matches every verified certificate (written `*`).
     pub fingerprint: Option<Fingerprint>,
+    /// How the name is derived once the fingerprint matched.
     pub map: MapType,
 }
 
@@ -258,6 +269,11 @@ pub struct Mapper {
 }
 
 impl Mapper {
+    /// `rules` in the order they are tried, and the `--ca` certificates
+    /// (DER) a rule's fingerprint may name as the trust anchor. A CA that
+    /// is not a usable trust anchor is left out (rustls would not verify
+    /// with it either). Names are checked for ConfD's plain header until
+    /// [`Mapper::for_header`] says otherwise.
     pub fn new(rules: Vec<Rule>, cas: Vec<CertificateDer<'static>>) -> Mapper {
         let needs_path = rules.iter().any(|r| r.fingerprint.is_some());
         let anchors = match needs_path {
@@ -380,12 +396,15 @@ impl Mapper {
 /// What the logs say about a client certificate.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Peer {
+    /// The subject as RFC 4514-style text (`CN=admin,O=Example`), or
+    /// `<unparsable certificate>`.
     pub subject: String,
     /// SHA-256 of the certificate, hex pairs joined by `:`.
     pub sha256: String,
 }
 
 impl Peer {
+    /// The subject and SHA-256 of a DER certificate; never fails.
     pub fn of(cert: &[u8]) -> Peer {
         Peer {
             subject: der::subject_text(cert),
