@@ -12,11 +12,16 @@ use crate::config::{file, Config, ConfigError};
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Command {
+    /// Run the daemon with this configuration.
     Run(Config),
+    /// `--check`: load and validate everything, print the effective
+    /// configuration and what was loaded, exit 0 or 1.
     Check(Config),
     /// `nctls fingerprint FILE...`: print RFC 7407 fingerprints.
     Fingerprint(Vec<PathBuf>),
+    /// `--help`: print the option table.
     Help,
+    /// `--version`: print the version.
     Version,
 }
 
