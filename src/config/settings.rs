@@ -45,6 +45,7 @@ pub(super) struct Setting {
 }
 
 impl Setting {
+    /// The option's name, as in a config file.
     pub fn name(&self) -> &'static str {
         self.option.name
     }
