@@ -242,7 +242,7 @@ pub fn tcp_listener(
 }
 
 /// Unanswered keepalive probes before the kernel drops a connection.
-pub const KEEPALIVE_PROBES: u32 = 5;
+pub(crate) const KEEPALIVE_PROBES: u32 = 5;
 
 /// The interval between keepalive probes for an idle time: a tenth of it,
 /// from 1 s to 75 s (Linux's own default interval).
@@ -251,7 +251,7 @@ pub fn keepalive_interval(idle: Duration) -> Duration {
 }
 
 /// Turns on TCP keepalive: the first probe after `idle` without traffic
-/// (whole seconds, at least 1), then [`KEEPALIVE_PROBES`] probes
+/// (whole seconds, at least 1), then 5 probes (`KEEPALIVE_PROBES`)
 /// [`keepalive_interval`] apart; a peer that answers none is dropped with
 /// ETIMEDOUT.
 pub fn set_keepalive(fd: RawFd, idle: Duration) -> io::Result<()> {
