@@ -16,9 +16,12 @@ pub enum BackendAddr {
     /// resolver's order (RFC 6724: `localhost` may give `::1` first), never
     /// empty. A session tries them in that order (the daemon's `Dialer`).
     Tcp {
+        /// `HOST:PORT` as given, for messages and `--check`.
         name: String,
+        /// Every address `name` resolved to, in order; never empty.
         addrs: Arc<[SocketAddr]>,
     },
+    /// `unix:PATH`: a unix stream socket (netconfd's ncxserver socket).
     Unix(PathBuf),
 }
 

@@ -16,7 +16,9 @@ use crate::identity::der::{self, CrlFields};
 /// One CRL as loaded, with the fields that rank it.
 #[derive(Clone, Debug)]
 pub struct Crl {
+    /// The CRL as read, handed to rustls when it is the current one.
     pub der: CertificateRevocationListDer<'static>,
+    /// Its issuer, dates, number and scope.
     pub fields: CrlFields,
 }
 

@@ -17,13 +17,17 @@ const DAY: i64 = 86_400;
 pub enum Severity {
     /// `--check` fails; logged at error level.
     Error,
+    /// `--check` still passes; logged at warning level.
     Warning,
 }
 
 /// One thing wrong or soon due, as one line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
+    /// Error or warning.
     pub severity: Severity,
+    /// What is wrong or due and when, naming the certificate or CRL and
+    /// its file, as one line.
     pub text: String,
 }
 

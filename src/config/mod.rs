@@ -46,27 +46,38 @@ pub use settings::{parse_args, Command};
 /// Everything the server needs, validated.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// TLS listen addresses (`--listen`), in order; never empty.
     pub listen: Vec<SocketAddr>,
+    /// The NETCONF server (`--backend`): its resolved addresses or socket.
     pub backend: BackendAddr,
+    /// The server certificate chain, PEM (`--cert`).
     pub cert: FileOption,
+    /// The server's private key, PEM (`--key`).
     pub key: FileOption,
+    /// The CA certificates that issue client certificates, PEM (`--ca`).
     pub ca: FileOption,
+    /// CRL files, PEM (`--crl`), in order; may be empty.
     pub crls: Vec<FileOption>,
+    /// The oldest TLS version accepted (`--min-tls`).
     pub min_tls: MinTls,
     /// Cert-to-name rules, tried in order; never empty.
     pub identity: Vec<Rule>,
+    /// The session header written to the backend (`--header`).
     pub header: HeaderKind,
     /// ConfD header fields per user.
     pub accounts: Accounts,
+    /// Every session's timeouts and TLS 1.2 close policy.
     pub limits: Arc<Limits>,
+    /// Sessions at once (`--max-sessions`); beyond, clients are refused.
     pub max_sessions: usize,
     /// 0: no per-address limit.
     pub max_sessions_per_ip: usize,
-    /// Largest plaintext per TLS record sent to clients.
+    /// Largest plaintext per TLS record sent to clients, in bytes.
     pub max_record: usize,
     /// Idle time before TCP keepalive probes a client (`None`: off); see
     /// `sys::set_keepalive` for the probes.
     pub tcp_keepalive: Option<Duration>,
+    /// The log level (`--log-level`), unless `RUST_LOG` is set.
     pub log_level: LevelFilter,
     /// Warn this many days before the server certificate, a CA or a CRL
     /// expires (at start, on reload and daily); 0: never.
@@ -88,6 +99,8 @@ impl Default for Config {
 /// about the file can say which setting to fix.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileOption {
+    /// The path as named; a relative one from a config file is joined to
+    /// that file's directory.
     pub path: PathBuf,
     /// `--cert` (command line or default), `nctls.conf:4: cert` (config
     /// file line), or `cert` (C library).
@@ -104,6 +117,7 @@ impl FileOption {
 /// Where log lines go.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LogOutput {
+    /// Standard error (the default; systemd's journal reads it).
     Stderr,
     /// Appended to this file, created with mode 0640 if missing.
     File(FileOption),
@@ -127,7 +141,9 @@ impl LogOutput {
 /// The oldest TLS version accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MinTls {
+    /// TLS 1.2 and 1.3 (`--min-tls 1.2`).
     V12,
+    /// TLS 1.3 only (`--min-tls 1.3`).
     V13,
 }
 

@@ -12,11 +12,16 @@ use crate::config::{file, Config, ConfigError};
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Command {
+    /// Run the daemon with this configuration.
     Run(Config),
+    /// `--check`: load and validate everything, print the effective
+    /// configuration and what was loaded, exit 0 or 1.
     Check(Config),
     /// `nctls fingerprint FILE...`: print RFC 7407 fingerprints.
     Fingerprint(Vec<PathBuf>),
+    /// `--help`: print the option table.
     Help,
+    /// `--version`: print the version.
     Version,
 }
 
@@ -40,6 +45,7 @@ pub(super) struct Setting {
 }
 
 impl Setting {
+    /// The option's name, as in a config file.
     pub fn name(&self) -> &'static str {
         self.option.name
     }
@@ -210,7 +216,7 @@ fn read_file(path: &str) -> Result<Vec<Setting>, ConfigError> {
     parse_file(path, &text)
 }
 
-/// The settings of a config file, in order (syntax: [`file`]). A
+/// The settings of a config file, in order (syntax: [`mod@file`]). A
 /// single-valued option may appear once; repeatable ones build a list.
 pub(super) fn parse_file(path: &str, text: &str) -> Result<Vec<Setting>, ConfigError> {
     let mut settings: Vec<Setting> = Vec::new();

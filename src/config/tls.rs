@@ -29,7 +29,9 @@ const RECORD_HEADER: usize = 5;
 /// whole on reload.
 #[derive(Clone)]
 pub struct Loaded {
+    /// rustls's server configuration: certificate, key, client verifier.
     pub server: Arc<ServerConfig>,
+    /// The cert-to-name rules and the CA certificates they may name.
     pub mapper: Mapper,
     /// What was loaded: for `--check`, and for the expiry checks at start,
     /// on reload and daily.
@@ -95,8 +97,9 @@ pub fn load(config: &Config) -> Result<Loaded, String> {
 pub struct Policy {
     /// Every CRL loaded; [`build`] keeps the current one per issuer.
     pub crls: Vec<Crl>,
+    /// The oldest TLS version offered.
     pub min_tls: MinTls,
-    /// Largest plaintext per record sent.
+    /// Largest plaintext per record sent, in bytes.
     pub max_record: usize,
 }
 
@@ -115,8 +118,13 @@ impl Default for Policy {
 /// Which input a build error is about.
 #[derive(Debug)]
 pub enum BuildError {
+    /// A CA certificate is not a usable trust anchor, or the client
+    /// verifier could not be built from them.
     Roots(String),
+    /// The key and certificate chain cannot serve: a key rustls cannot
+    /// use, or one that does not match the certificate.
     Key(String),
+    /// A CRL rustls cannot use.
     Crls(String),
 }
 

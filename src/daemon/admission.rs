@@ -9,12 +9,19 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+/// What [`Admission::decide`] says about a new connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
+    /// Serve it: it counts against both limits until it ends.
     Admit,
+    /// Refuse it after its handshake with close_notify, for this reason
+    /// (`max-sessions reached`, `max-sessions-per-ip reached`).
     Refuse(&'static str),
 }
 
+/// The counts behind `--max-sessions` and `--max-sessions-per-ip`: sessions
+/// admitted (in all and per client IP) and refusals in flight. The caller
+/// reports each end with the verdict it got.
 pub struct Admission {
     max: usize,
     /// 0: no per-address limit.
@@ -25,6 +32,8 @@ pub struct Admission {
 }
 
 impl Admission {
+    /// At most `max` sessions at once, and `per_ip` from one client
+    /// address (0: no per-address limit); none admitted yet.
     pub fn new(max: usize, per_ip: usize) -> Admission {
         Admission {
             max,

@@ -48,6 +48,7 @@ pub enum Attempt {
 }
 
 impl Dialer {
+    /// A way through `backend`'s addresses from the first; nothing tried yet.
     pub fn new(backend: &BackendAddr) -> Dialer {
         Dialer {
             backend: backend.clone(),
@@ -133,7 +134,9 @@ fn connect_to(backend: &BackendAddr, i: usize) -> io::Result<BackendStream> {
 /// A connection to the backend.
 #[derive(Debug)]
 pub enum BackendStream {
+    /// To `--backend HOST:PORT`.
     Tcp(TcpStream),
+    /// To `--backend unix:PATH`.
     Unix(UnixStream),
 }
 

@@ -43,7 +43,9 @@ impl Stream for TcpStream {
 /// The poll tokens of a connection's two sockets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tokens {
+    /// The client socket's.
     pub client: Token,
+    /// The backend socket's, whichever address it is connecting to.
     pub backend: Token,
 }
 
@@ -78,8 +80,12 @@ enum Backend {
     Connected(BackendStream),
 }
 
-/// One client connection and everything it leads to (see the module
-/// documentation).
+/// One client connection and everything it leads to, from
+/// [`Connection::new`] (the socket accepted, handed over or connecting out)
+/// until [`Step::Ended`], when [`Connection::finish`] closes both sockets
+/// and returns the session's [`SessionEnd`]. Its [`Session`] decides how it
+/// ends; the connection owns the sockets, their poll registrations and the
+/// backend connects (see the module documentation).
 pub struct Connection {
     session: Session,
     client: TcpStream,

@@ -26,6 +26,7 @@ use crate::relay::session::EndReason;
 pub struct IdentityRequest<'a> {
     /// The verified chain as the client sent it, end-entity first.
     pub chain: &'a [CertificateDer<'static>],
+    /// The client's address, as its log lines show it.
     pub client: SocketAddr,
     /// What the configured cert-to-name rules decided: the user, or why none.
     pub rules: Result<&'a str, &'a str>,
@@ -36,6 +37,7 @@ pub type IdentityHook = Box<dyn FnMut(&IdentityRequest<'_>) -> Result<String, St
 
 /// The facts of one ended session (the same as its log line).
 pub struct SessionEnd {
+    /// The client's address, as its log lines show it.
     pub client: SocketAddr,
     /// The client certificate's subject and fingerprint, if one was presented.
     pub peer: Option<Peer>,
@@ -50,7 +52,10 @@ pub struct SessionEnd {
     pub bytes_in: u64,
     /// Plaintext bytes backend → client.
     pub bytes_out: u64,
+    /// From accept (or hand-over) to the close of both sockets.
     pub duration: Duration,
+    /// Why it ended; `None` only if the connection was finished before its
+    /// session ended (logged as `reason=unknown`).
     pub reason: Option<EndReason>,
     /// Closed before the client sent a byte (a TCP health check, a port
     /// scan): not worth a warning.
@@ -65,6 +70,7 @@ pub type SessionEndHook = Box<dyn FnMut(&SessionEnd)>;
 pub struct Hooks {
     /// Replaces the rules' decision (the rules' answer is passed in).
     pub identity: Option<IdentityHook>,
+    /// Told every session's end, after its log line.
     pub session_end: Option<SessionEndHook>,
 }
 

@@ -16,6 +16,7 @@ use std::fmt::{self, Write};
 pub struct Pairs(String);
 
 impl Pairs {
+    /// No pairs yet.
     pub fn new() -> Pairs {
         Pairs::default()
     }

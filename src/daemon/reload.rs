@@ -102,8 +102,13 @@ const NEEDS_RESTART: &[&str] = &["listen"];
 /// One option whose effective value differs.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Change {
+    /// The option's name, as in a config file (`log-level`).
     pub option: String,
+    /// The value before, as `--check` prints it (a list's values joined by
+    /// `, `; `(none)` when unset).
     pub old: String,
+    /// The value after, as `--check` prints it (a list's values joined by
+    /// `, `; `(none)` when unset).
     pub new: String,
 }
 

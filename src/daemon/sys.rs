@@ -251,7 +251,7 @@ pub fn keepalive_interval(idle: Duration) -> Duration {
 }
 
 /// Turns on TCP keepalive: the first probe after `idle` without traffic
-/// (whole seconds, at least 1), then [`KEEPALIVE_PROBES`] probes
+/// (whole seconds, at least 1), then 5 probes (`KEEPALIVE_PROBES`)
 /// [`keepalive_interval`] apart; a peer that answers none is dropped with
 /// ETIMEDOUT.
 pub fn set_keepalive(fd: RawFd, idle: Duration) -> io::Result<()> {

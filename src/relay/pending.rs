@@ -14,6 +14,7 @@ pub struct Pending {
 }
 
 impl Pending {
+    /// Nothing is waiting.
     pub fn is_empty(&self) -> bool {
         self.start == self.buf.len()
     }
@@ -23,6 +24,7 @@ impl Pending {
         &self.buf[self.start..]
     }
 
+    /// Adds `data` at the back.
     pub fn push(&mut self, data: &[u8]) {
         if self.is_empty() {
             self.clear();

@@ -47,8 +47,11 @@ const MAX_STATES: usize = 1024;
 /// What to do once rustls may encrypt.
 #[derive(Clone, Copy, Debug)]
 pub enum Want<'a> {
+    /// Only process what was read.
     Nothing,
+    /// Encrypt these plaintext bytes for the client, all or none.
     Encrypt(&'a [u8]),
+    /// Queue our close_notify.
     CloseNotify,
 }
 
@@ -61,6 +64,11 @@ pub struct Done {
     pub wanted: bool,
 }
 
+/// One server-side TLS connection (rustls's unbuffered API) with the TLS
+/// bytes read from the client and those to send to it: reads of up to
+/// 64 KiB, records encrypted straight into the output and sent with one
+/// write, both buffers freed while the session waits empty (see the module
+/// documentation).
 pub struct TlsIo {
     conn: UnbufferedServerConnection,
     /// `input[in_start..in_end]` is read but not yet discarded by rustls.
@@ -78,6 +86,8 @@ pub struct TlsIo {
 }
 
 impl TlsIo {
+    /// A connection waiting for the client's first handshake record.
+    /// Errors: rustls could not start one with `config`.
     pub fn new(config: Arc<ServerConfig>) -> Result<TlsIo, rustls::Error> {
         Ok(TlsIo {
             conn: UnbufferedServerConnection::new(config)?,
@@ -92,18 +102,22 @@ impl TlsIo {
         })
     }
 
+    /// The handshake has not completed yet.
     pub fn is_handshaking(&self) -> bool {
         self.conn.is_handshaking()
     }
 
+    /// The client's verified chain, end-entity first, once known.
     pub fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
         self.conn.peer_certificates()
     }
 
+    /// The TLS version agreed, once known.
     pub fn protocol_version(&self) -> Option<ProtocolVersion> {
         self.conn.protocol_version()
     }
 
+    /// The cipher suite agreed, once known.
     pub fn negotiated_cipher_suite(&self) -> Option<SupportedCipherSuite> {
         self.conn.negotiated_cipher_suite()
     }
@@ -124,6 +138,7 @@ impl TlsIo {
         self.out_end - self.out_start
     }
 
+    /// Some encrypted bytes wait for the client socket.
     pub fn wants_write(&self) -> bool {
         self.out_end > self.out_start
     }

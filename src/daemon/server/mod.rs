@@ -108,6 +108,18 @@ impl Stopper {
     }
 }
 
+/// The daemon: the listeners and every session, on the thread that calls
+/// [`Server::run`], with one `mio::Poll`. Made by [`Server::bind`], then
+/// given what it may use ([`Server::handle_signals`],
+/// [`Server::set_hooks`], [`Server::set_logging`],
+/// [`Server::set_reloader`]); `nctls` and the C library's `nctls_server`
+/// are each one `Server`.
+///
+/// It stops when a [`Stopper`] asks (`nctls_server_stop`) or, with
+/// [`Server::handle_signals`], on SIGTERM or SIGINT: the listeners close,
+/// every session ends with close_notify ([`EndReason::Shutdown`]), and
+/// `run` returns once all have ended, or `--drain-timeout` plus one second
+/// after the stop began.
 pub struct Server {
     poll: Poll,
     config: Config,
@@ -182,6 +194,7 @@ impl Server {
         Ok(())
     }
 
+    /// A handle that stops this server from any thread, once or often.
     pub fn stopper(&self) -> Stopper {
         Stopper {
             flag: self.stop_flag.clone(),
@@ -189,7 +202,9 @@ impl Server {
         }
     }
 
-    /// Serves until stopped and every session has ended.
+    /// Serves until stopped and every session has ended (see [`Server`]).
+    /// Errors: only the poll itself failing (epoll_wait), which ends the
+    /// loop with sessions still open.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         info!(

@@ -48,6 +48,8 @@ pub use ready::Readiness;
 /// Writes must never raise SIGPIPE: Rust's `TcpStream::write` is
 /// `send(MSG_NOSIGNAL)`; the session only ever uses `write`.
 pub trait Stream: Read + Write {
+    /// Shuts the write side (TCP FIN): the peer reads end of stream, and
+    /// may still send. An error means the peer is already gone.
     fn shutdown_write(&mut self) -> io::Result<()>;
 }
 
@@ -64,11 +66,16 @@ pub enum Tls12Close {
 /// Per-session timing policy, decided once by configuration.
 #[derive(Clone, Debug)]
 pub struct Limits {
+    /// From accept to the end of the handshake (`--handshake-timeout`).
     pub handshake_timeout: Duration,
+    /// For each backend address's connect (`--connect-timeout`).
     pub connect_timeout: Duration,
+    /// Without a byte moving either way while fully open
+    /// (`--idle-timeout`); `None` is no limit.
     pub idle_timeout: Option<Duration>,
     /// How long a half-closed or closing session may go without any byte moving.
     pub drain_timeout: Duration,
+    /// A TLS 1.2 client's close_notify (`--tls12-close`).
     pub tls12_close: Tls12Close,
 }
 
@@ -139,10 +146,27 @@ struct Ready {
 /// Which socket an event was for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
+    /// The TLS client's socket.
     Client,
+    /// The NETCONF server's socket.
     Backend,
 }
 
+/// One client's TLS session relayed to the backend, from the first byte of
+/// its handshake until both directions are shut: the close table of the
+/// README ("How a session ends") as a state machine. It owns no sockets:
+/// each call is handed the two streams, does everything that can be done
+/// without blocking, and says what the caller must do next ([`Status`]).
+///
+/// The driver's calls, in order: [`Session::pump`] until
+/// [`Status::HandshakeDone`]; then [`Session::admit`] with the backend's
+/// session header, or [`Session::refuse`]; [`Session::backend_attempt`] for
+/// each backend connect and [`Session::backend_connect_done`] with its
+/// outcome (or [`Session::backend_gave_up`]); then [`Session::pump`] on
+/// every readiness event ([`Session::set_ready`]) and
+/// [`Session::on_deadline`] at [`Session::deadline`], until
+/// [`Status::Ended`]. [`Session::end_reason`] then says why, and
+/// [`Session::bytes`] how much was relayed.
 pub struct Session {
     tls: TlsIo,
     limits: Arc<Limits>,
@@ -173,6 +197,10 @@ pub struct Session {
 }
 
 impl Session {
+    /// A session at the start of its handshake, at `now` (the accept): the
+    /// client socket is assumed readable and writable, the backend not
+    /// connected. Errors: rustls could not start a server connection with
+    /// `config`.
     pub fn new(
         config: Arc<ServerConfig>,
         limits: Arc<Limits>,
@@ -349,6 +377,8 @@ impl Session {
         }
     }
 
+    /// Identity admitted, the backend not connected yet: a connect is due
+    /// or in progress.
     pub fn is_connecting(&self) -> bool {
         self.phase == Phase::Connecting
     }
@@ -366,10 +396,14 @@ impl Session {
         }
     }
 
+    /// Why the session ended, or is ending: the first event that began its
+    /// end; `None` while fully open.
     pub fn end_reason(&self) -> Option<&EndReason> {
         self.reason.as_ref()
     }
 
+    /// The client's verified chain, end-entity first, once the handshake
+    /// has accepted it; `None` before, or when it sent none.
     pub fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
         self.tls.peer_certificates()
     }
@@ -404,6 +438,7 @@ impl Session {
         (self.bytes_up, self.bytes_down)
     }
 
+    /// When the session began: the `now` given to [`Session::new`].
     pub fn started(&self) -> Instant {
         self.started
     }

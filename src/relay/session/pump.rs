@@ -19,7 +19,11 @@ const MIN_READ: usize = 16 * 1024;
 
 impl Session {
     /// Does every step that can be done now, until both sockets would block
-    /// or wait on the other side's capacity.
+    /// or wait on the other side's capacity. `backend` is `None` until its
+    /// connect completed; `scratch` is where backend bytes are read into
+    /// (its length caps one read; the daemon's is 64 KiB). Never blocks,
+    /// never fails: socket and TLS errors end the session
+    /// ([`Session::end_reason`]).
     pub fn pump<C: Stream, B: Stream>(
         &mut self,
         client: &mut C,

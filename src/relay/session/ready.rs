@@ -11,7 +11,9 @@ use std::io::{self, ErrorKind};
 /// set by the driver's events, cleared when a call would block.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Readiness {
+    /// A read may return data, end of stream or an error.
     pub read: bool,
+    /// A write may take bytes or return an error.
     pub write: bool,
 }
 

@@ -105,19 +105,22 @@ fn limits(tls12_close: Tls12Close) -> Limits {
 
 impl Rig {
     fn new(version: &'static rustls::SupportedProtocolVersion, limits: Limits) -> Rig {
-        Rig::with_chain(version, limits, 0)
+        Rig::with_chain(version, limits, 0, None)
     }
 
     /// The client sends `padding` extra copies of the CA certificate
-    /// after its own (a long chain makes a large handshake message).
+    /// after its own (a long chain makes a large handshake message). Its
+    /// certificate is issued by `stranger` when given, a CA the session
+    /// does not trust, else by the session's CA.
     fn with_chain(
         version: &'static rustls::SupportedProtocolVersion,
         limits: Limits,
         padding: usize,
+        stranger: Option<&pki::Ca>,
     ) -> Rig {
         let ca = pki::Ca::new("CA");
         let server = ca.server();
-        let user = ca.client("admin");
+        let user = stranger.unwrap_or(&ca).client("admin");
         let server_config = crate::config::tls::build(
             vec![server.der().to_vec().into()],
             PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server.key_der())),

@@ -1,25 +1,11 @@
-//! The cases, one or more per row of the README's close-semantics table.
+//! The cases: `rowN_...` for those of row N of the README's close-semantics
+//! table ("How a session ends"), one or more per row; the others are named
+//! for what they test.
 
 use super::*;
 
 #[test]
-fn header_goes_first_then_client_bytes() {
-    let mut rig = Rig::tls13();
-    rig.run();
-    assert_eq!(rig.status, Status::HandshakeDone);
-    // The client's first bytes arrive before the backend is even connected.
-    rig.client_send(b"<hello/>");
-    rig.session.admit(HEADER, rig.now);
-    rig.run();
-    assert!(rig.b.output.is_empty(), "nothing before the backend is up");
-    rig.connect();
-    rig.run();
-    assert_eq!(rig.b.output, [HEADER, b"<hello/>"].concat());
-    assert_eq!(rig.session.bytes().0, 8);
-}
-
-#[test]
-fn backend_eof_delivers_everything_then_close_notify() {
+fn row1_backend_eof_delivers_everything_then_close_notify() {
     for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
         let mut rig = Rig::relaying(version, Tls12Close::Strict);
         let data = bytes(300 * 1024);
@@ -47,7 +33,23 @@ fn backend_eof_delivers_everything_then_close_notify() {
 }
 
 #[test]
-fn client_close_notify_half_closes_in_tls13() {
+fn row1_client_input_after_a_full_backend_close_is_dropped() {
+    let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+    rig.b.eof = true;
+    rig.run();
+    assert!(rig.client_saw_close_notify);
+    rig.b.reset = true; // ConfD closed the socket entirely
+    rig.client_send(b"<rpc/>");
+    rig.run();
+    assert_eq!(rig.status, Status::Continue, "read and dropped");
+    rig.client_close_notify();
+    rig.run();
+    assert_eq!(rig.status, Status::Ended);
+    assert_eq!(rig.reason(), EndReason::BackendClosed);
+}
+
+#[test]
+fn row2_tls13_client_close_notify_half_closes() {
     let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
     rig.client_send(b"<rpc><close-session/></rpc>");
     rig.client_close_notify();
@@ -66,7 +68,7 @@ fn client_close_notify_half_closes_in_tls13() {
 }
 
 #[test]
-fn tls12_strict_answers_close_notify_at_once() {
+fn row2_tls12_strict_answers_close_notify_at_once() {
     let mut rig = Rig::relaying(&rustls::version::TLS12, Tls12Close::Strict);
     rig.client_send(b"<rpc/>");
     rig.client_close_notify();
@@ -81,7 +83,7 @@ fn tls12_strict_answers_close_notify_at_once() {
 }
 
 #[test]
-fn tls12_half_close_relays_the_rest() {
+fn row2_tls12_half_close_policy_relays_the_rest() {
     let mut rig = Rig::relaying(&rustls::version::TLS12, Tls12Close::HalfClose);
     rig.client_close_notify();
     rig.run();
@@ -96,7 +98,26 @@ fn tls12_half_close_relays_the_rest() {
 }
 
 #[test]
-fn ragged_client_eof_is_a_truncation() {
+fn row2_drain_deadline_extends_while_data_flows() {
+    let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+    rig.client_close_notify();
+    rig.run();
+    for _ in 0..5 {
+        rig.now += Duration::from_secs(4);
+        rig.backend_send(b"x");
+        rig.run();
+        rig.session.on_deadline(rig.now);
+        assert!(rig.session.end_reason() == Some(&EndReason::ClientCloseNotify));
+    }
+    assert_eq!(rig.received, b"xxxxx");
+    rig.advance(Duration::from_secs(5));
+    assert!(rig.client_saw_close_notify, "drain expiry closes cleanly");
+    assert_eq!(rig.status, Status::Ended);
+    assert_eq!(rig.reason(), EndReason::DrainTimeout);
+}
+
+#[test]
+fn row3_ragged_client_eof_is_a_truncation() {
     let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
     rig.client_send(b"partial");
     rig.run();
@@ -109,7 +130,7 @@ fn ragged_client_eof_is_a_truncation() {
 }
 
 #[test]
-fn client_reset_and_garbage_are_truncations() {
+fn row3_client_reset_and_tls_garbage_are_truncations() {
     let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
     rig.c.reset = true;
     rig.run();
@@ -126,6 +147,159 @@ fn client_reset_and_garbage_are_truncations() {
     );
     assert!(rig.reason().is_truncation());
     assert!(rig.client_error.is_some(), "the client got an alert");
+}
+
+#[test]
+fn row3_client_reset_reported_by_the_loop_ends_a_paused_session() {
+    let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+    rig.b.room = 0;
+    rig.client_send(&bytes(256 * 1024));
+    rig.run();
+    rig.session.client_reset("connection reset by peer".into());
+    rig.run();
+    assert_eq!(rig.status, Status::Ended);
+    assert!(rig.reason().is_truncation());
+}
+
+#[test]
+fn row4_unreachable_backend_gets_close_notify() {
+    let mut rig = Rig::tls13();
+    rig.run();
+    rig.session.admit(HEADER, rig.now);
+    rig.session
+        .backend_failed("connection refused".into(), rig.now);
+    rig.run();
+    assert!(rig.client_saw_close_notify);
+    assert_eq!(rig.status, Status::Continue, "until the client closes");
+    rig.client_close_notify();
+    rig.run();
+    assert_eq!(rig.status, Status::Ended);
+    assert!(matches!(rig.reason(), EndReason::BackendUnreachable(_)));
+}
+
+#[test]
+fn row4_connect_timeout_gets_close_notify() {
+    let mut rig = Rig::tls13();
+    rig.run();
+    rig.session.admit(HEADER, rig.now);
+    assert!(rig.session.is_connecting());
+    rig.advance(Duration::from_secs(10));
+    assert!(rig.client_saw_close_notify);
+    assert_eq!(rig.reason(), EndReason::ConnectTimeout);
+    rig.c.eof = true; // the client answers with a FIN alone
+    rig.run();
+    assert_eq!(rig.status, Status::Ended);
+    assert_eq!(rig.reason(), EndReason::ConnectTimeout);
+}
+
+#[test]
+fn row5_handshake_failures_never_reach_the_backend() {
+    // A client certificate from a CA the session does not trust.
+    let stranger = pki::Ca::new("Stranger");
+    let mut rig = Rig::with_chain(
+        &rustls::version::TLS13,
+        limits(Tls12Close::Strict),
+        0,
+        Some(&stranger),
+    );
+    rig.run();
+    assert_eq!(rig.status, Status::Ended);
+    assert!(
+        matches!(rig.reason(), EndReason::HandshakeFailed(_)),
+        "{:?}",
+        rig.reason()
+    );
+    assert!(rig.client_error.is_some(), "the client got an alert");
+    assert!(rig.b.output.is_empty());
+
+    // Not TLS at all.
+    let mut rig = Rig::tls13();
+    rig.c.input.extend(b"GET / HTTP/1.1\r\n\r\n");
+    rig.run();
+    assert_eq!(rig.status, Status::Ended);
+    assert!(
+        matches!(rig.reason(), EndReason::HandshakeFailed(_)),
+        "{:?}",
+        rig.reason()
+    );
+    assert!(rig.b.output.is_empty());
+}
+
+#[test]
+fn row6_handshake_timeout_ends_at_once() {
+    let mut rig = Rig::tls13();
+    assert_eq!(
+        rig.session.deadline(),
+        Some(rig.now + Duration::from_secs(10))
+    );
+    rig.now += Duration::from_secs(9);
+    rig.session.on_deadline(rig.now);
+    assert!(rig.session.end_reason().is_none(), "not yet");
+    rig.now += Duration::from_secs(1);
+    rig.session.on_deadline(rig.now);
+    rig.run();
+    assert_eq!(rig.status, Status::Ended);
+    assert_eq!(rig.reason(), EndReason::HandshakeTimeout);
+}
+
+#[test]
+fn row6_idle_timeout_closes_then_gives_up_on_a_silent_client() {
+    let mut policy = limits(Tls12Close::Strict);
+    policy.idle_timeout = Some(Duration::from_secs(60));
+    let mut rig = Rig::new(&rustls::version::TLS13, policy);
+    rig.run();
+    rig.session.admit(HEADER, rig.now);
+    rig.connect();
+    rig.run();
+    assert_eq!(
+        rig.session.deadline(),
+        Some(rig.now + Duration::from_secs(60))
+    );
+    rig.c.room = 0; // the client stopped reading
+    rig.advance(Duration::from_secs(60));
+    assert_eq!(rig.reason(), EndReason::IdleTimeout);
+    assert_eq!(
+        rig.status,
+        Status::Continue,
+        "close_notify cannot be flushed"
+    );
+    rig.advance(Duration::from_secs(5));
+    assert_eq!(rig.status, Status::Ended);
+    assert_eq!(rig.reason(), EndReason::IdleTimeout);
+}
+
+#[test]
+fn row7_shutdown_ends_with_close_notify() {
+    let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+    rig.backend_send(b"pending");
+    rig.session.shutdown(rig.now);
+    rig.run();
+    assert!(rig.client_saw_close_notify);
+    rig.client_close_notify();
+    rig.run();
+    assert_eq!(rig.status, Status::Ended);
+    assert_eq!(rig.reason(), EndReason::Shutdown);
+
+    let mut rig = Rig::tls13();
+    rig.session.shutdown(rig.now);
+    rig.run();
+    assert_eq!(rig.status, Status::Ended);
+}
+
+#[test]
+fn header_goes_first_then_client_bytes() {
+    let mut rig = Rig::tls13();
+    rig.run();
+    assert_eq!(rig.status, Status::HandshakeDone);
+    // The client's first bytes arrive before the backend is even connected.
+    rig.client_send(b"<hello/>");
+    rig.session.admit(HEADER, rig.now);
+    rig.run();
+    assert!(rig.b.output.is_empty(), "nothing before the backend is up");
+    rig.connect();
+    rig.run();
+    assert_eq!(rig.b.output, [HEADER, b"<hello/>"].concat());
+    assert_eq!(rig.session.bytes().0, 8);
 }
 
 #[test]
@@ -163,99 +337,6 @@ fn slow_client_pauses_the_backend() {
     rig.c.room = usize::MAX;
     rig.run();
     assert!(rig.received == data);
-}
-
-#[test]
-fn handshake_timeout_ends_at_once() {
-    let mut rig = Rig::tls13();
-    assert_eq!(
-        rig.session.deadline(),
-        Some(rig.now + Duration::from_secs(10))
-    );
-    rig.now += Duration::from_secs(9);
-    rig.session.on_deadline(rig.now);
-    assert!(rig.session.end_reason().is_none(), "not yet");
-    rig.now += Duration::from_secs(1);
-    rig.session.on_deadline(rig.now);
-    rig.run();
-    assert_eq!(rig.status, Status::Ended);
-    assert_eq!(rig.reason(), EndReason::HandshakeTimeout);
-}
-
-#[test]
-fn idle_timeout_closes_then_gives_up_on_a_silent_client() {
-    let mut policy = limits(Tls12Close::Strict);
-    policy.idle_timeout = Some(Duration::from_secs(60));
-    let mut rig = Rig::new(&rustls::version::TLS13, policy);
-    rig.run();
-    rig.session.admit(HEADER, rig.now);
-    rig.connect();
-    rig.run();
-    assert_eq!(
-        rig.session.deadline(),
-        Some(rig.now + Duration::from_secs(60))
-    );
-    rig.c.room = 0; // the client stopped reading
-    rig.advance(Duration::from_secs(60));
-    assert_eq!(rig.reason(), EndReason::IdleTimeout);
-    assert_eq!(
-        rig.status,
-        Status::Continue,
-        "close_notify cannot be flushed"
-    );
-    rig.advance(Duration::from_secs(5));
-    assert_eq!(rig.status, Status::Ended);
-    assert_eq!(rig.reason(), EndReason::IdleTimeout);
-}
-
-#[test]
-fn drain_deadline_extends_while_data_flows() {
-    let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
-    rig.client_close_notify();
-    rig.run();
-    for _ in 0..5 {
-        rig.now += Duration::from_secs(4);
-        rig.backend_send(b"x");
-        rig.run();
-        rig.session.on_deadline(rig.now);
-        assert!(rig.session.end_reason() == Some(&EndReason::ClientCloseNotify));
-    }
-    assert_eq!(rig.received, b"xxxxx");
-    rig.advance(Duration::from_secs(5));
-    assert!(rig.client_saw_close_notify, "drain expiry closes cleanly");
-    assert_eq!(rig.status, Status::Ended);
-    assert_eq!(rig.reason(), EndReason::DrainTimeout);
-}
-
-#[test]
-fn unreachable_backend_gets_close_notify() {
-    let mut rig = Rig::tls13();
-    rig.run();
-    rig.session.admit(HEADER, rig.now);
-    rig.session
-        .backend_failed("connection refused".into(), rig.now);
-    rig.run();
-    assert!(rig.client_saw_close_notify);
-    assert_eq!(rig.status, Status::Continue, "until the client closes");
-    rig.client_close_notify();
-    rig.run();
-    assert_eq!(rig.status, Status::Ended);
-    assert!(matches!(rig.reason(), EndReason::BackendUnreachable(_)));
-}
-
-#[test]
-fn connect_timeout_gets_close_notify() {
-    let mut rig = Rig::tls13();
-    rig.run();
-    rig.session.admit(HEADER, rig.now);
-    assert!(rig.session.is_connecting());
-    rig.advance(Duration::from_secs(10));
-    assert!(rig.client_saw_close_notify);
-    assert_eq!(rig.reason(), EndReason::ConnectTimeout);
-    rig.c.eof = true; // the client answers with a FIN alone
-    rig.run();
-    assert_eq!(rig.status, Status::Ended);
-    assert_eq!(rig.reason(), EndReason::ConnectTimeout);
 }
 
 #[test]
@@ -319,52 +400,6 @@ fn input_after_our_close_notify_is_read_and_dropped() {
 }
 
 #[test]
-fn shutdown_ends_with_close_notify() {
-    let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
-    rig.backend_send(b"pending");
-    rig.session.shutdown(rig.now);
-    rig.run();
-    assert!(rig.client_saw_close_notify);
-    rig.client_close_notify();
-    rig.run();
-    assert_eq!(rig.status, Status::Ended);
-    assert_eq!(rig.reason(), EndReason::Shutdown);
-
-    let mut rig = Rig::tls13();
-    rig.session.shutdown(rig.now);
-    rig.run();
-    assert_eq!(rig.status, Status::Ended);
-}
-
-#[test]
-fn input_after_a_full_backend_close_is_dropped() {
-    let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
-    rig.b.eof = true;
-    rig.run();
-    assert!(rig.client_saw_close_notify);
-    rig.b.reset = true; // ConfD closed the socket entirely
-    rig.client_send(b"<rpc/>");
-    rig.run();
-    assert_eq!(rig.status, Status::Continue, "read and dropped");
-    rig.client_close_notify();
-    rig.run();
-    assert_eq!(rig.status, Status::Ended);
-    assert_eq!(rig.reason(), EndReason::BackendClosed);
-}
-
-#[test]
-fn client_reset_reported_by_the_loop_ends_a_paused_session() {
-    let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
-    rig.b.room = 0;
-    rig.client_send(&bytes(256 * 1024));
-    rig.run();
-    rig.session.client_reset("connection reset by peer".into());
-    rig.run();
-    assert_eq!(rig.status, Status::Ended);
-    assert!(rig.reason().is_truncation());
-}
-
-#[test]
 fn backend_reset_at_connect_gets_close_notify() {
     let mut rig = Rig::tls13();
     rig.run();
@@ -406,7 +441,12 @@ fn waiting_sessions_hold_no_buffers() {
 
 #[test]
 fn handshake_message_larger_than_a_read() {
-    let mut rig = Rig::with_chain(&rustls::version::TLS13, limits(Tls12Close::Strict), 120);
+    let mut rig = Rig::with_chain(
+        &rustls::version::TLS13,
+        limits(Tls12Close::Strict),
+        120,
+        None,
+    );
     rig.run();
     assert_eq!(rig.status, Status::HandshakeDone);
     let chain = rig.session.peer_certificates().unwrap();
