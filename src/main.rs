@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use nctls::config::tls;
 use nctls::config::{self, Command, Config};
 use nctls::daemon::logging::Logging;
+use nctls::daemon::sandbox::{self, Rules};
 use nctls::daemon::server::Server;
-use nctls::daemon::sys;
+use nctls::daemon::{privilege, sys};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -26,10 +27,13 @@ fn main() -> ExitCode {
             println!("nctls {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Ok(Command::Check(config)) => match tls::load(&config) {
-            Ok(loaded) => check(&config, &loaded),
-            Err(e) => fail(&e),
-        },
+        Ok(Command::Check(config)) => {
+            let run_as = config.run_as.as_ref().map(privilege::lookup).transpose();
+            match run_as.and_then(|_| tls::load(&config)) {
+                Ok(loaded) => check(&config, &loaded),
+                Err(e) => fail(&e),
+            }
+        }
         Ok(Command::Run(config)) => match run(config, args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e),
@@ -51,6 +55,8 @@ fn run(config: Config, args: Vec<String>) -> Result<(), String> {
 }
 
 fn serve(config: Config, args: Vec<String>, logging: Logging) -> Result<(), String> {
+    // Looked up before the sandbox closes the passwd and group files.
+    let account = config.run_as.as_ref().map(privilege::lookup).transpose()?;
     let tls = tls::load(&config)?;
     match sys::raise_fd_limit() {
         Ok(n) => log::debug!("descriptor limit {n}"),
@@ -66,19 +72,69 @@ fn serve(config: Config, args: Vec<String>, logging: Logging) -> Result<(), Stri
         libc::SIGUSR2,
     ])
     .map_err(|e| format!("cannot set up signal handling: {e}"))?;
+    let mut rules = Rules::for_config(&config);
+    let sandbox_on = config.sandbox;
+    let token_key = tls.token_key.clone();
     let mut server = Server::bind(config, tls).map_err(|e| e.to_string())?;
     server
         .handle_signals(signals)
         .map_err(|e| format!("cannot watch signals: {e}"))?;
     server.set_logging(logging);
+    // The ports bound (`--listen ...:0` asks the kernel for one).
+    rules.bind_ports = server.local_addrs().iter().map(|a| a.port()).collect();
+    // Listening, key loaded: from here on nctls needs no more than this.
+    let user = privilege::apply(account)?;
+    if let (privilege::Outcome::Dropped(account), Some(key)) = (&user, &token_key) {
+        tls::still_signs(key.as_ref()).map_err(|e| {
+            format!(
+                "--run-as {}: the PKCS#11 token no longer signs as this user ({e}): make the \
+                 token's files usable by it (SoftHSM: the token directory's group, e.g. \
+                 --run-as USER:softhsm)",
+                account.name
+            )
+        })?;
+    }
+    match &user {
+        privilege::Outcome::StillRoot => log::warn!("{user}"),
+        privilege::Outcome::Unprivileged => {}
+        _ => log::info!("{user}"),
+    }
+    let confined = match sandbox_on {
+        true => sandbox::enforce(&rules)?,
+        false => sandbox::Outcome::Off,
+    };
+    match &confined {
+        sandbox::Outcome::Enforced { .. } => log::info!("{confined} ({rules})"),
+        _ => log::warn!("{confined}"),
+    }
+    let rules = rules.as_enforced(&confined);
+    let dropped_to = match user {
+        privilege::Outcome::Dropped(account) => Some(account.name),
+        _ => None,
+    };
     // SIGHUP: the same arguments again, so the config file and every file it
     // names are re-read and the backend's name resolved again (on a thread).
     server.set_reloader(std::sync::Arc::new(move || {
-        match config::parse_args(args.clone()) {
-            Ok(Command::Run(config)) => tls::load(&config).map(|tls| (config, tls)),
-            Ok(_) => Err("the arguments no longer describe a server".into()),
-            Err(e) => Err(e.to_string()),
+        #[cfg(debug_assertions)]
+        if let Ok(spec) = std::env::var("NCTLS_TEST_SANDBOX_PROBE") {
+            sandbox::probe(&spec)
+                .iter()
+                .for_each(|line| log::info!("{line}"));
         }
+        let config = match config::parse_args(args.clone()) {
+            Ok(Command::Run(config)) => config,
+            Ok(_) => return Err("the arguments no longer describe a server".into()),
+            Err(e) => return Err(e.to_string()),
+        };
+        if let Some(why) = rules.refuses(&config) {
+            return Err(why);
+        }
+        let tls = tls::load(&config).map_err(|e| match &dropped_to {
+            // A file only root can read is the likely cause.
+            Some(user) => format!("{e} (nctls runs as {user} since start)"),
+            None => e,
+        })?;
+        Ok((config, tls))
     }));
     server.run().map_err(|e| format!("event loop failed: {e}"))
 }

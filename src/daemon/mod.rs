@@ -8,6 +8,8 @@ pub mod backend;
 pub mod hooks;
 pub mod logfmt;
 pub mod logging;
+pub mod privilege;
 pub mod reload;
+pub mod sandbox;
 pub mod server;
 pub mod sys;

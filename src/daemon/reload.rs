@@ -8,8 +8,9 @@
 
 use crate::config::Config;
 
-/// Options a running daemon cannot change: listening sockets are bound once.
-const NEEDS_RESTART: &[&str] = &["listen"];
+/// Options a running daemon cannot change: listening sockets are bound
+/// once, and the user and sandbox are set once at start.
+const NEEDS_RESTART: &[&str] = &["listen", "run-as", "sandbox"];
 
 /// One option whose effective value differs.
 #[derive(Debug, PartialEq, Eq)]
