@@ -99,8 +99,9 @@ fn serve(config: Config, args: Vec<String>, logging: Logging) -> Result<(), Stri
         privilege::Outcome::Unprivileged => {}
         _ => log::info!("{user}"),
     }
+    // Best effort: a sandbox that cannot be set up is a warning, not a stop.
     let confined = match sandbox_on {
-        true => sandbox::enforce(&rules)?,
+        true => sandbox::enforce(&rules).unwrap_or_else(sandbox::Outcome::None),
         false => sandbox::Outcome::Off,
     };
     match &confined {

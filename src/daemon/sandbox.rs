@@ -233,7 +233,8 @@ impl fmt::Display for Outcome {
 }
 
 /// Confines this thread and those it starts later to `rules`, as far as
-/// the kernel can.
+/// the kernel can. An error (a seccomp filter refusing Landlock's calls, a
+/// directory gone) says why nothing was enforced.
 #[cfg(feature = "landlock")]
 pub fn enforce(rules: &Rules) -> Result<Outcome, String> {
     use landlock::{
@@ -243,7 +244,7 @@ pub fn enforce(rules: &Rules) -> Result<Outcome, String> {
     // The rights of the newest ABI this was tested with (Linux 6.15); a
     // newer kernel's extra rights are not asked for.
     const TESTED: ABI = ABI::V7;
-    let fail = |e: &dyn fmt::Display| format!("sandbox: {e}");
+    let fail = |e: &dyn fmt::Display| format!("cannot set up Landlock: {e}");
     let mut ruleset = Ruleset::default()
         .handle_access(AccessNet::from_all(TESTED))
         .map_err(|e| fail(&e))?;
@@ -256,7 +257,9 @@ pub fn enforce(rules: &Rules) -> Result<Outcome, String> {
     }
     let mut created = ruleset.create().map_err(|e| fail(&e))?;
     if rules.filesystem {
-        let path = |p: &Path| PathFd::new(p).map_err(|e| format!("sandbox: {}: {e}", p.display()));
+        let path = |p: &Path| {
+            PathFd::new(p).map_err(|e| format!("cannot set up Landlock: {}: {e}", p.display()))
+        };
         for dir in &rules.read_dirs {
             created = created
                 .add_rule(PathBeneath::new(path(dir)?, AccessFs::ReadFile))
