@@ -1,13 +1,15 @@
 //! The `nctls` daemon: parse options, set up logging and signals, run.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use nctls::config::tls;
 use nctls::config::{self, Command, Config};
 use nctls::daemon::logging::Logging;
 use nctls::daemon::sandbox::{self, Rules};
-use nctls::daemon::server::Server;
+use nctls::daemon::server::{Reloader, Server};
 use nctls::daemon::{privilege, sys};
+use rustls::sign::SigningKey;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -82,7 +84,28 @@ fn serve(config: Config, args: Vec<String>, logging: Logging) -> Result<(), Stri
     server.set_logging(logging);
     // The ports bound (`--listen ...:0` asks the kernel for one).
     rules.bind_ports = server.local_addrs().iter().map(|a| a.port()).collect();
-    // Listening, key loaded: from here on nctls needs no more than this.
+    let lockdown = lock_down(account, token_key, rules, sandbox_on)?;
+    server.set_reloader(reloader(args, lockdown));
+    server.run().map_err(|e| format!("event loop failed: {e}"))
+}
+
+/// What start-up left in force, which every reload must stay within.
+struct Lockdown {
+    /// The sandbox's rules as far as they were enforced.
+    rules: Rules,
+    /// The user `--run-as` made nctls, if it did.
+    user: Option<String>,
+}
+
+/// Once listening with the key loaded: `--run-as`, then the sandbox
+/// (Landlock confines the threads started after it: the reload thread
+/// comes later). Each is logged.
+fn lock_down(
+    account: Option<privilege::Account>,
+    token_key: Option<Arc<dyn SigningKey>>,
+    rules: Rules,
+    sandbox_on: bool,
+) -> Result<Lockdown, String> {
     let user = privilege::apply(account)?;
     if let (privilege::Outcome::Dropped(account), Some(key)) = (&user, &token_key) {
         tls::still_signs(key.as_ref()).map_err(|e| {
@@ -108,14 +131,20 @@ fn serve(config: Config, args: Vec<String>, logging: Logging) -> Result<(), Stri
         sandbox::Outcome::Enforced { .. } => log::info!("{confined} ({rules})"),
         _ => log::warn!("{confined}"),
     }
-    let rules = rules.as_enforced(&confined);
-    let dropped_to = match user {
-        privilege::Outcome::Dropped(account) => Some(account.name),
-        _ => None,
-    };
-    // SIGHUP: the same arguments again, so the config file and every file it
-    // names are re-read and the backend's name resolved again (on a thread).
-    server.set_reloader(std::sync::Arc::new(move || {
+    Ok(Lockdown {
+        rules: rules.as_enforced(&confined),
+        user: match user {
+            privilege::Outcome::Dropped(account) => Some(account.name),
+            _ => None,
+        },
+    })
+}
+
+/// SIGHUP's work: the same arguments again, so the config file and every
+/// file it names are re-read and the backend's name resolved again (on a
+/// thread), within what start-up left in force.
+fn reloader(args: Vec<String>, lockdown: Lockdown) -> Reloader {
+    Arc::new(move || {
         #[cfg(debug_assertions)]
         if let Ok(spec) = std::env::var("NCTLS_TEST_SANDBOX_PROBE") {
             sandbox::probe(&spec)
@@ -127,17 +156,16 @@ fn serve(config: Config, args: Vec<String>, logging: Logging) -> Result<(), Stri
             Ok(_) => return Err("the arguments no longer describe a server".into()),
             Err(e) => return Err(e.to_string()),
         };
-        if let Some(why) = rules.refuses(&config) {
+        if let Some(why) = lockdown.rules.refuses(&config) {
             return Err(why);
         }
-        let tls = tls::load(&config).map_err(|e| match &dropped_to {
+        let tls = tls::load(&config).map_err(|e| match &lockdown.user {
             // A file only root can read is the likely cause.
             Some(user) => format!("{e} (nctls runs as {user} since start)"),
             None => e,
         })?;
         Ok((config, tls))
-    }));
-    server.run().map_err(|e| format!("event loop failed: {e}"))
+    })
 }
 
 /// `--check` after a successful load: the effective configuration, then as

@@ -79,12 +79,6 @@ pub fn apply(account: Option<Account>) -> Result<Outcome, String> {
     }
 }
 
-/// Whether the process runs with root's effective user id.
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no arguments and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
 /// Looks up the user (and group) in the passwd and group databases.
 pub fn lookup(run_as: &RunAs) -> Result<Account, String> {
     let origin = format!("--run-as {run_as}");
