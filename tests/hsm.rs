@@ -382,6 +382,19 @@ mod with_a_token {
             stdout.contains(&format!("pkcs11-module = {}\n", SOFTHSM)),
             "{stdout}"
         );
+        assert!(!stdout.contains("# warning: --pkcs11-pin-file"), "{stdout}");
+        // A PIN file others can read is warned about, as a key file is.
+        chmod(&token.path("pin"), 0o644);
+        let out = token.check(&pki, &token.args(&pki, "rsa", "pin"));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(&format!(
+                "# warning: --pkcs11-pin-file {}: the PIN file is accessible to group or others \
+                 (mode 0644); make it readable by nctls's user only (chmod 600)",
+                token.path("pin")
+            )),
+            "{stdout}"
+        );
     }
 
     #[test]
