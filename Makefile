@@ -57,8 +57,14 @@ C_BINS := $(addprefix $(CBUILD)/,$(C_PROGRAMS)) $(addprefix $(CBUILD)/asan/,$(C_
 
 all: build lib c-examples
 
+# Cargo features of the daemon: the default build has the Landlock sandbox;
+# `make build FEATURES=pkcs11` (or `make install FEATURES=pkcs11`) adds
+# PKCS#11 keys. README's Builds section gives what each weighs.
+FEATURES ?=
+CARGO_FEATURES := $(if $(FEATURES),--features $(FEATURES))
+
 build:
-	$(CARGO) build --release --bin nctls --examples
+	$(CARGO) build --release --bin nctls --examples $(CARGO_FEATURES)
 
 # libnctls.so and libnctls.a: only here (Cargo.toml's library is an rlib),
 # each built alone so LTO applies, with the `lib` profile (panics unwind to
@@ -153,9 +159,12 @@ certs:
 demo: build certs
 	scripts/demo.sh $(DEMO_DIR)
 
+# Every build: default, minimal (no sandbox) and with PKCS#11 keys.
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets --no-default-features -- -D warnings
+	$(CARGO) clippy --all-targets --features pkcs11 -- -D warnings
 
 # Third-party NETCONF clients the interop tests drive (.ci/run installs
 # python3-venv, libnetconf2-dev, libssh-dev, netconfd).
@@ -177,8 +186,10 @@ $(LN2_CLIENT): tests/interop/ln2-client.c
 	mkdir -p $(dir $@)
 	$(CC) -Wall -Wextra -Werror -O2 -o $@ $< $$(pkg-config --cflags --libs libnetconf2 libyang openssl)
 
+# The PKCS#11 tests need the pkcs11 build (and SoftHSM2, opensc: .ci/run).
 test: lint interop-clients
 	$(CARGO) test
+	$(CARGO) test --features pkcs11 --lib --test hsm
 	$(MAKE) c-test
 	$(MAKE) fresh-clone-test
 

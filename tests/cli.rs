@@ -407,7 +407,7 @@ fn check_prints_the_help_options_in_order_at_their_defaults() {
             printed.push(name);
         }
     }
-    let flags = ["config", "check", "version", "help"];
+    let flags = ["config", "check", "no-sandbox", "version", "help"];
     let expected: Vec<&str> = options
         .iter()
         .map(|(name, _, _)| name.as_str())

@@ -400,7 +400,10 @@ fn syslog_lines_arrive_with_facility_and_severity() {
         let n = receiver.recv(&mut buf).expect("a syslog message");
         String::from_utf8(buf[..n].to_vec()).unwrap()
     };
-    let listening = next();
+    // Start-up lines (user, sandbox) come first.
+    let listening = std::iter::repeat_with(next)
+        .find(|m| m.contains("listening on ["))
+        .expect("a listening line");
     let addr = listen_addr(&listening);
     // RFC 3164 `<PRI>TAG[PID]: `, PRI = 8 * facility + severity: local3 is
     // 19, so info is <158> and warning <156>. unshare and sh exec, so nctls

@@ -19,6 +19,9 @@ mod help;
 pub mod inventory;
 mod options;
 pub mod pem;
+#[cfg(feature = "pkcs11")]
+pub mod pkcs11;
+pub mod pkcs11_uri;
 mod settings;
 #[cfg(test)]
 mod tests;
@@ -35,6 +38,7 @@ use std::time::Duration;
 use log::LevelFilter;
 
 use crate::config::backend::BackendAddr;
+use crate::config::pkcs11_uri::Pkcs11Uri;
 use crate::identity::header::{Accounts, HeaderKind};
 use crate::identity::rules::Rule;
 use crate::relay::session::Limits;
@@ -52,8 +56,13 @@ pub struct Config {
     pub backend: BackendAddr,
     /// The server certificate chain, PEM (`--cert`).
     pub cert: FileOption,
-    /// The server's private key, PEM (`--key`).
-    pub key: FileOption,
+    /// The server's private key (`--key`): a PEM file, or an RFC 7512
+    /// `pkcs11:` URI naming a key that stays in its token.
+    pub key: KeySource,
+    /// `--pkcs11-module`: the PKCS#11 library a `pkcs11:` key is in.
+    pub pkcs11_module: Option<FileOption>,
+    /// `--pkcs11-pin-file`: the token's user PIN (none: no login).
+    pub pkcs11_pin_file: Option<FileOption>,
     /// The CA certificates that issue client certificates, PEM (`--ca`).
     pub ca: FileOption,
     /// CRL files, PEM (`--crl`), in order; may be empty.
@@ -84,6 +93,14 @@ pub struct Config {
     pub expiry_warning_days: u32,
     /// Where the daemon's log lines go (the C library ignores this).
     pub log_output: LogOutput,
+    /// `--run-as`: the user (and group) the daemon drops to once started as
+    /// root (the C library ignores this).
+    pub run_as: Option<RunAs>,
+    /// `--sandbox`: restrict the daemon with Landlock after start-up (the C
+    /// library ignores this).
+    pub sandbox: bool,
+    /// The config file read (`--config`), if any: re-read on reload.
+    pub config_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -111,6 +128,63 @@ impl FileOption {
     /// One error line about this file: `ORIGIN PATH: why`.
     pub fn error(&self, why: impl fmt::Display) -> String {
         format!("{} {}: {why}", self.origin, self.path.display())
+    }
+}
+
+/// The server's private key: a PEM file, or an object in a PKCS#11 token
+/// that signs for nctls and never hands the key out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySource {
+    /// `--key FILE`: PEM (PKCS#8, PKCS#1 or SEC1), unencrypted.
+    File(FileOption),
+    /// `--key pkcs11:...` (RFC 7512), in the module `--pkcs11-module` names.
+    Token {
+        /// The token and object the key is.
+        uri: Pkcs11Uri,
+        /// Where it was given, as [`FileOption::origin`].
+        origin: String,
+    },
+}
+
+impl KeySource {
+    /// One error line about the key: `ORIGIN FILE-OR-URI: why`.
+    pub fn error(&self, why: impl fmt::Display) -> String {
+        format!("{}: {why}", self.name())
+    }
+
+    /// How errors name the key: `ORIGIN FILE-OR-URI`.
+    pub fn name(&self) -> String {
+        match self {
+            KeySource::File(file) => format!("{} {}", file.origin, file.path.display()),
+            KeySource::Token { uri, origin } => format!("{origin} {uri}"),
+        }
+    }
+
+    /// The key's file, when it is one.
+    pub fn file(&self) -> Option<&FileOption> {
+        match self {
+            KeySource::File(file) => Some(file),
+            KeySource::Token { .. } => None,
+        }
+    }
+}
+
+/// `--run-as USER[:GROUP]`, names as given (looked up when the daemon
+/// drops privileges).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunAs {
+    /// The user name (or numeric uid) to switch to.
+    pub user: String,
+    /// None: the user's primary group.
+    pub group: Option<String>,
+}
+
+impl fmt::Display for RunAs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.group {
+            Some(group) => write!(f, "{}:{group}", self.user),
+            None => f.write_str(&self.user),
+        }
     }
 }
 

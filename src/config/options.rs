@@ -15,10 +15,11 @@ use std::time::Duration;
 
 use log::LevelFilter;
 
+use crate::config::pkcs11_uri::Pkcs11Uri;
 use crate::config::settings::Setting;
 use crate::config::validate::Draft;
 use crate::config::values::*;
-use crate::config::{Config, ConfigError, LogOutput, MinTls};
+use crate::config::{Config, ConfigError, KeySource, LogOutput, MinTls, RunAs};
 use crate::identity::addr::Show;
 use crate::identity::header::{self, HeaderFields, HeaderKind};
 use crate::identity::rules::{MapType, Rule};
@@ -155,11 +156,42 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         name: "key",
         arg: "FILE",
-        help: "server private key, PEM (PKCS#8, PKCS#1 or SEC1)",
+        help: "server private key, PEM (PKCS#8, PKCS#1 or SEC1), or a PKCS#11 URI (pkcs11:token=...;object=...) of a key in a token",
         default: DefaultValue::Is("x509-server-key.pem"),
         repeats: false,
-        set: |d, s| put(&mut d.key, path(s)),
-        show: |c| one(path_text(&c.key)),
+        set: |d, s| {
+            let key = key_source(s)?;
+            d.key = Some((key, s.clone()));
+            Ok(())
+        },
+        show: |c| match &c.key {
+            KeySource::File(file) => one(path_text(file)),
+            KeySource::Token { uri, .. } => one(uri),
+        },
+    },
+    OptionSpec {
+        name: "pkcs11-module",
+        arg: "PATH",
+        help: "the PKCS#11 library (.so) holding a pkcs11: --key, e.g. /usr/lib/softhsm/libsofthsm2.so",
+        default: DefaultValue::Unset,
+        repeats: false,
+        set: |d, s| {
+            d.pkcs11_module = Some((path(s)?, s.clone()));
+            Ok(())
+        },
+        show: |c| c.pkcs11_module.iter().map(path_text).collect(),
+    },
+    OptionSpec {
+        name: "pkcs11-pin-file",
+        arg: "FILE",
+        help: "the token's user PIN, the file's first line (never on the command line); none: no login",
+        default: DefaultValue::Unset,
+        repeats: false,
+        set: |d, s| {
+            d.pkcs11_pin_file = Some((path(s)?, s.clone()));
+            Ok(())
+        },
+        show: |c| c.pkcs11_pin_file.iter().map(path_text).collect(),
     },
     OptionSpec {
         name: "ca",
@@ -443,6 +475,24 @@ pub(super) const OPTIONS: &[OptionSpec] = &[
             _ => Vec::new(),
         },
     },
+    OptionSpec {
+        name: "run-as",
+        arg: "USER[:GROUP]",
+        help: "started as root: become USER (its groups, or GROUP) once listening and the key is loaded",
+        default: DefaultValue::Unset,
+        repeats: false,
+        set: |d, s| put(&mut d.run_as, run_as(s)),
+        show: |c| c.run_as.iter().map(RunAs::to_string).collect(),
+    },
+    OptionSpec {
+        name: "sandbox",
+        arg: "on|off",
+        help: "after start-up, let Landlock confine the daemon to its files and ports (best effort: what the kernel offers)",
+        default: DefaultValue::Is("on"),
+        repeats: false,
+        set: |d, s| put(&mut d.sandbox, choice(s, ON_OFF)),
+        show: |c| one(name_of(ON_OFF, c.sandbox)),
+    },
 ];
 
 /// A command-line flag: no value, not in a config file.
@@ -459,6 +509,8 @@ pub(super) struct Flag {
 pub(super) enum FlagAction {
     /// Validate, load, print the effective configuration, exit.
     Check,
+    /// The same as this option with this value (`--no-sandbox`: `--sandbox off`).
+    Set(&'static str, &'static str),
     Version,
     Help,
 }
@@ -479,6 +531,12 @@ pub(super) const FLAGS: &[Flag] = &[
         action: FlagAction::Check,
     },
     Flag {
+        name: "no-sandbox",
+        short: None,
+        help: "the same as --sandbox off",
+        action: FlagAction::Set("sandbox", "off"),
+    },
+    Flag {
         name: "version",
         short: Some("-V"),
         help: "print the version",
@@ -494,6 +552,9 @@ pub(super) const FLAGS: &[Flag] = &[
 
 /// `--min-tls` values.
 const MIN_TLS: &[(&str, MinTls)] = &[("1.2", MinTls::V12), ("1.3", MinTls::V13)];
+
+/// `--sandbox` values.
+const ON_OFF: &[(&str, bool)] = &[("on", true), ("off", false)];
 
 /// `--tls12-close` values.
 const TLS12_CLOSE: &[(&str, Tls12Close)] = &[
@@ -518,6 +579,46 @@ fn log_level(s: &Setting) -> Result<LevelFilter, ConfigError> {
             "{:?}: expected off, error, warn, info, debug or trace",
             s.value
         ))
+    })
+}
+
+/// `--key`: a PKCS#11 URI (only in a build with the `pkcs11` feature), or
+/// a file.
+fn key_source(s: &Setting) -> Result<KeySource, ConfigError> {
+    if !Pkcs11Uri::is_uri(&s.value) {
+        return Ok(KeySource::File(path(s)?));
+    }
+    if !cfg!(feature = "pkcs11") {
+        return Err(s.error(
+            "a PKCS#11 key needs nctls built with the pkcs11 feature \
+             (cargo build --release --features pkcs11)",
+        ));
+    }
+    let uri = Pkcs11Uri::parse(&s.value).map_err(|why| s.error(format!("{}: {why}", s.value)))?;
+    Ok(KeySource::Token {
+        uri,
+        origin: s.origin(),
+    })
+}
+
+/// `--run-as USER[:GROUP]`: names, checked when the daemon drops to them.
+fn run_as(s: &Setting) -> Result<RunAs, ConfigError> {
+    let (user, group) = match s.value.split_once(':') {
+        Some((user, group)) => (user, Some(group)),
+        None => (s.value.as_str(), None),
+    };
+    let name_ok = |n: &str| {
+        !n.is_empty() && !n.contains(|c: char| c.is_whitespace() || c == ':' || c.is_control())
+    };
+    if !name_ok(user) || group.is_some_and(|g| !name_ok(g)) {
+        return Err(s.error(format!(
+            "{:?}: expected USER or USER:GROUP (names)",
+            s.value
+        )));
+    }
+    Ok(RunAs {
+        user: user.to_string(),
+        group: group.map(str::to_string),
     })
 }
 

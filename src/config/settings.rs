@@ -107,6 +107,14 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
                 check = true;
                 continue;
             }
+            Some(FlagAction::Set(name, value)) => {
+                cli.push(Setting {
+                    option: command_line_option(name)?,
+                    value: value.to_string(),
+                    origin: Origin::CommandLine,
+                });
+                continue;
+            }
             None => {}
         }
         let Some(text) = arg.strip_prefix("--") else {
@@ -148,11 +156,17 @@ fn command_line_option(name: &str) -> Result<&'static OptionSpec, ConfigError> {
 /// The option table's defaults, under the config file named by the last
 /// `config` setting (if any), under `direct`; then validated as a whole.
 pub(super) fn assemble(direct: Vec<Setting>) -> Result<Config, ConfigError> {
-    let file = match direct.iter().rev().find(|s| s.name() == CONFIG) {
+    let config_file = direct.iter().rev().find(|s| s.name() == CONFIG);
+    let file = match config_file {
         Some(config) => read_file(&config.value)?,
         None => Vec::new(),
     };
-    build(&layered([defaults(), file, direct]), Scope::Whole)
+    let config_file = config_file.map(|s| PathBuf::from(&s.value));
+    let config = build(&layered([defaults(), file, direct]), Scope::Whole)?;
+    Ok(Config {
+        config_file,
+        ..config
+    })
 }
 
 /// The settings the option table's defaults give.

@@ -37,7 +37,10 @@ fn defaults_are_the_gnutls_demo() {
     assert_eq!(c.backend.to_string(), "127.0.0.1:2023");
     assert_eq!(c.backend.addresses(), ["127.0.0.1:2023"]);
     assert_eq!(c.cert.path, PathBuf::from("x509-server.pem"));
-    assert_eq!(c.key.path, PathBuf::from("x509-server-key.pem"));
+    assert_eq!(
+        c.key.file().unwrap().path,
+        PathBuf::from("x509-server-key.pem")
+    );
     assert_eq!(c.ca.path, PathBuf::from("x509-ca.pem"));
     assert_eq!(c.header, HeaderKind::Confd);
     assert_eq!(c.identity, vec![Rule::parse("* common-name").unwrap()]);
@@ -240,7 +243,7 @@ fn relative_paths_in_a_file_are_relative_to_it() {
     let c = file("/etc/nctls/nctls.conf", text).unwrap();
     assert_eq!(c.cert.path, Path::new("/etc/nctls/server.pem"));
     assert_eq!(c.cert.origin, "/etc/nctls/nctls.conf:1: cert");
-    assert_eq!(c.key.path, Path::new("/abs/key.pem"));
+    assert_eq!(c.key.file().unwrap().path, Path::new("/abs/key.pem"));
     assert_eq!(c.ca.path, Path::new("/etc/nctls/../ca/ca.pem"));
     assert_eq!(c.crls[0].path, Path::new("/etc/nctls/crl/a.crl"));
     assert_eq!(c.crls[0].origin, "/etc/nctls/nctls.conf:4: crl");
@@ -568,4 +571,69 @@ fn a_timeout_below_a_nanosecond_is_zero() {
     let c = run(&["--idle-timeout", "1e-10"]).unwrap();
     assert_eq!(c.limits.idle_timeout, None);
     assert!(c.to_string().contains("\nidle-timeout = 0\n"));
+}
+
+#[test]
+fn run_as_and_sandbox_are_read_and_shown() {
+    let c = run(&[]).unwrap();
+    assert!(c.sandbox);
+    assert_eq!(c.run_as, None);
+    assert!(!run(&["--no-sandbox"]).unwrap().sandbox);
+    assert!(!run(&["--sandbox", "off"]).unwrap().sandbox);
+    let c = run(&["--run-as", "nctls:softhsm"]).unwrap();
+    let run_as = c.run_as.as_ref().unwrap();
+    assert_eq!(
+        (run_as.user.as_str(), run_as.group.as_deref()),
+        ("nctls", Some("softhsm"))
+    );
+    let text = c.to_string();
+    assert!(
+        text.contains("\nrun-as = nctls:softhsm\nsandbox = on\n"),
+        "{text}"
+    );
+    for bad in ["", ":g", "u:", "a b", "u:g:h"] {
+        let e = run(&["--run-as", bad]).unwrap_err().0;
+        assert!(e.starts_with("--run-as: "), "{bad:?}: {e}");
+    }
+    let e = run(&["--sandbox", "maybe"]).unwrap_err().0;
+    assert!(e.starts_with("--sandbox: \"maybe\""), "{e}");
+}
+
+#[test]
+fn pkcs11_options_need_a_pkcs11_key_and_the_other_way_round() {
+    let e = run(&["--pkcs11-module", "/m.so"]).unwrap_err().0;
+    assert_eq!(
+        e,
+        "--pkcs11-module: only used with a PKCS#11 key (--key pkcs11:...)"
+    );
+    let e = run(&["--pkcs11-pin-file", "/pin"]).unwrap_err().0;
+    assert_eq!(
+        e,
+        "--pkcs11-pin-file: only used with a PKCS#11 key (--key pkcs11:...)"
+    );
+    // The C library sets one option at a time: each alone is fine there.
+    check_setting("pkcs11-module", "/m.so").unwrap();
+    let uri = "pkcs11:token=t;object=k";
+    let key = run(&["--key", uri]);
+    if cfg!(feature = "pkcs11") {
+        let e = key.unwrap_err().0;
+        assert_eq!(
+            e,
+            "--key: a PKCS#11 URI needs --pkcs11-module PATH (the token's library)"
+        );
+        let c = run(&["--key", uri, "--pkcs11-module", "/m.so"]).unwrap();
+        assert!(c
+            .to_string()
+            .contains("\nkey = pkcs11:token=t;object=k\npkcs11-module = /m.so\n"));
+        let e = run(&[
+            "--key",
+            "pkcs11:object=k?pin-value=1",
+            "--pkcs11-module",
+            "/m",
+        ]);
+        assert!(e.unwrap_err().0.contains("give --pkcs11-pin-file FILE"));
+    } else {
+        let e = key.unwrap_err().0;
+        assert!(e.starts_with("--key: a PKCS#11 key needs nctls built with the pkcs11 feature"));
+    }
 }

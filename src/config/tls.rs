@@ -10,6 +10,7 @@ use rustls::crypto::ring;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
+use rustls::sign::{CertifiedKey, SigningKey, SingleCertAndKey};
 use rustls::{
     DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
 };
@@ -17,7 +18,7 @@ use rustls::{
 use crate::config::crl::{self, Crl};
 use crate::config::inventory::Inventory;
 use crate::config::pem::Pem;
-use crate::config::{Config, FileOption, MinTls};
+use crate::config::{Config, FileOption, KeySource, MinTls};
 use crate::identity::der;
 use crate::identity::rules::Mapper;
 use crate::relay::handshake;
@@ -36,6 +37,9 @@ pub struct Loaded {
     /// What was loaded: for `--check`, and for the expiry checks at start,
     /// on reload and daily.
     pub inventory: Arc<Inventory>,
+    /// A key in a PKCS#11 token: whether it still signs after `--run-as`
+    /// is worth a look ([`still_signs`]).
+    pub token_key: Option<Arc<dyn SigningKey>>,
 }
 
 /// Loads the files named in `config` and builds the server configuration.
@@ -44,10 +48,18 @@ pub fn load(config: &Config) -> Result<Loaded, String> {
     let chain = read(&config.cert)?
         .certificates()
         .map_err(|e| config.cert.error(e))?;
-    let key = read(&config.key)?
-        .private_key()
-        .map_err(|e| config.key.error(e))?;
-    check_pairing(&chain, &key).map_err(|why| config.cert.error(why))?;
+    let key = match &config.key {
+        KeySource::File(file) => {
+            let key = read(file)?.private_key().map_err(|e| file.error(e))?;
+            check_pairing(&chain, &key).map_err(|why| config.cert.error(why))?;
+            ServerKey::Der(key)
+        }
+        KeySource::Token { uri, .. } => token_key(config, uri, &chain[0])?,
+    };
+    let token_key = match &key {
+        ServerKey::Signer(key) => Some(key.clone()),
+        ServerKey::Der(_) => None,
+    };
     let roots = read(&config.ca)?
         .certificates()
         .map_err(|e| config.ca.error(e))?;
@@ -69,7 +81,7 @@ pub fn load(config: &Config) -> Result<Loaded, String> {
         format!("{} {}", config.ca.origin, config.ca.path.display()),
         &roots,
         &crls,
-        key_permissions(&config.key).into_iter().collect(),
+        secret_permissions(config).into_iter().collect(),
     );
     let policy = Policy {
         crls: crls.into_iter().map(|(_, crl)| crl).collect(),
@@ -78,19 +90,72 @@ pub fn load(config: &Config) -> Result<Loaded, String> {
     };
     let server = build(chain, key, roots.clone(), policy).map_err(|e| match e {
         BuildError::Roots(why) => config.ca.error(why),
-        BuildError::Key(why) => format!(
-            "{} {} / {}",
-            config.key.origin,
-            config.key.path.display(),
-            config.cert.error(why)
-        ),
+        BuildError::Key(why) => format!("{} / {}", config.key.name(), config.cert.error(why)),
         BuildError::Crls(why) => format!("--crl: {why}"),
     })?;
     Ok(Loaded {
         server,
         mapper: Mapper::new(config.identity.clone(), roots).for_header(config.header),
         inventory: Arc::new(inventory),
+        token_key,
     })
+}
+
+/// Whether a key still signs (one signature of a probe): after `--run-as`
+/// a token module may lose access to its own files (SoftHSM's token
+/// directory), which would otherwise fail every handshake.
+pub fn still_signs(key: &dyn SigningKey) -> Result<(), String> {
+    let all = [
+        SignatureScheme::ECDSA_NISTP256_SHA256,
+        SignatureScheme::ECDSA_NISTP384_SHA384,
+        SignatureScheme::RSA_PSS_SHA256,
+        SignatureScheme::RSA_PKCS1_SHA256,
+    ];
+    let signer = key
+        .choose_scheme(&all)
+        .ok_or("the key offers no signature scheme")?;
+    signer
+        .sign(b"nctls: does the key still sign?")
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// The key of a `pkcs11:` URI, signing in its token.
+#[cfg(feature = "pkcs11")]
+fn token_key(
+    config: &Config,
+    uri: &crate::config::pkcs11_uri::Pkcs11Uri,
+    certificate: &CertificateDer<'_>,
+) -> Result<ServerKey, String> {
+    crate::config::pkcs11::load(config, uri, certificate).map(ServerKey::Signer)
+}
+
+/// Without the `pkcs11` feature the option table refuses `pkcs11:` keys;
+/// this says the same should a configuration get here anyway.
+#[cfg(not(feature = "pkcs11"))]
+fn token_key(
+    config: &Config,
+    _: &crate::config::pkcs11_uri::Pkcs11Uri,
+    _: &CertificateDer<'_>,
+) -> Result<ServerKey, String> {
+    Err(config
+        .key
+        .error("nctls was built without the pkcs11 feature"))
+}
+
+/// The server's private key as rustls takes it: the key itself (from a
+/// file), or something that signs with it (a PKCS#11 token).
+pub enum ServerKey {
+    /// The key itself, read from a file.
+    Der(PrivateKeyDer<'static>),
+    /// Something that signs with a key it keeps (a PKCS#11 token).
+    Signer(Arc<dyn SigningKey>),
+}
+
+impl From<PrivateKeyDer<'static>> for ServerKey {
+    fn from(key: PrivateKeyDer<'static>) -> ServerKey {
+        ServerKey::Der(key)
+    }
 }
 
 /// TLS choices besides the certificates.
@@ -137,7 +202,7 @@ pub enum BuildError {
 /// stale list cannot vouch for a certificate.
 pub fn build(
     chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
+    key: impl Into<ServerKey>,
     roots: Vec<CertificateDer<'static>>,
     policy: Policy,
 ) -> Result<Arc<ServerConfig>, BuildError> {
@@ -164,12 +229,17 @@ pub fn build(
         MinTls::V12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
         MinTls::V13 => &[&rustls::version::TLS13],
     };
+    let certified = match key.into() {
+        ServerKey::Der(key) => CertifiedKey::from_der(chain, key, &provider)
+            .map_err(|e| BuildError::Key(key_error(e)))?,
+        // Checked against the certificate when it was loaded (one signature).
+        ServerKey::Signer(key) => CertifiedKey::new(chain, key),
+    };
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
         .map_err(|e| BuildError::Key(e.to_string()))?
         .with_client_cert_verifier(Arc::new(Recording { inner: verifier }))
-        .with_single_cert(chain, key)
-        .map_err(|e| BuildError::Key(key_error(e)))?;
+        .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
     config.session_storage = Arc::new(NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
     config.max_early_data_size = 0;
@@ -211,13 +281,19 @@ fn check_pairing(
     }
 }
 
-/// A warning when the key file can be read (or written) by group or others.
-fn key_permissions(file: &FileOption) -> Option<String> {
+/// A warning when the key file (or the PKCS#11 PIN file) can be read (or
+/// written) by group or others.
+fn secret_permissions(config: &Config) -> Option<String> {
     use std::os::unix::fs::PermissionsExt;
+    let (file, what) = match (&config.key, &config.pkcs11_pin_file) {
+        (KeySource::File(file), _) => (file, "private key"),
+        (KeySource::Token { .. }, Some(pin)) => (pin, "PIN"),
+        (KeySource::Token { .. }, None) => return None,
+    };
     let mode = std::fs::metadata(&file.path).ok()?.permissions().mode() & 0o777;
     (mode & 0o077 != 0).then(|| {
         file.error(format!(
-            "the private key file is accessible to group or others (mode {mode:04o}); \
+            "the {what} file is accessible to group or others (mode {mode:04o}); \
              make it readable by nctls's user only (chmod 600)"
         ))
     })

@@ -10,7 +10,7 @@ use log::LevelFilter;
 
 use crate::config::backend::BackendAddr;
 use crate::config::settings::{Origin, Setting};
-use crate::config::{Config, ConfigError, FileOption, LogOutput, MinTls};
+use crate::config::{Config, ConfigError, FileOption, KeySource, LogOutput, MinTls, RunAs};
 use crate::identity::header::{Accounts, HeaderFields, HeaderKind};
 use crate::identity::rules::{MapType, Rule};
 use crate::relay::session::{Limits, Tls12Close};
@@ -42,7 +42,10 @@ pub(super) struct Draft {
     pub listen: Vec<SocketAddr>,
     pub backend: Option<BackendAddr>,
     pub cert: Option<FileOption>,
-    pub key: Option<FileOption>,
+    /// `--key`, and the setting that gave it.
+    pub key: Option<(KeySource, Setting)>,
+    pub pkcs11_module: Option<(FileOption, Setting)>,
+    pub pkcs11_pin_file: Option<(FileOption, Setting)>,
     pub ca: Option<FileOption>,
     pub crls: Vec<FileOption>,
     pub min_tls: Option<MinTls>,
@@ -70,6 +73,8 @@ pub(super) struct Draft {
     pub log_level: Option<LevelFilter>,
     pub log_file: Option<FileOption>,
     pub syslog: Option<(LogOutput, Setting)>,
+    pub run_as: Option<RunAs>,
+    pub sandbox: Option<bool>,
 }
 
 /// A single-valued option's value; every such option has a default, so
@@ -110,6 +115,17 @@ impl Draft {
             (None, Some((output, _))) => output,
             (None, None) => LogOutput::Stderr,
         };
+        let (key, key_setting) = given(self.key, "key")?;
+        // The C library checks each setting alone: the key and its module
+        // come one at a time there.
+        if scope == Scope::Whole {
+            check_token_options(
+                &key,
+                &key_setting,
+                &self.pkcs11_module,
+                &self.pkcs11_pin_file,
+            )?;
+        }
         let limits = Limits {
             handshake_timeout: given(self.handshake_timeout, "handshake-timeout")?,
             connect_timeout: given(self.connect_timeout, "connect-timeout")?,
@@ -121,7 +137,9 @@ impl Draft {
             listen: self.listen,
             backend: given(self.backend, "backend")?,
             cert: given(self.cert, "cert")?,
-            key: given(self.key, "key")?,
+            key,
+            pkcs11_module: self.pkcs11_module.map(|(file, _)| file),
+            pkcs11_pin_file: self.pkcs11_pin_file.map(|(file, _)| file),
             ca: given(self.ca, "ca")?,
             crls: self.crls,
             min_tls: given(self.min_tls, "min-tls")?,
@@ -136,7 +154,29 @@ impl Draft {
             log_level: given(self.log_level, "log-level")?,
             expiry_warning_days: given(self.expiry_warning_days, "expiry-warning")?,
             log_output,
+            run_as: self.run_as,
+            sandbox: given(self.sandbox, "sandbox")?,
+            config_file: None,
         })
+    }
+}
+
+/// A PKCS#11 key needs its module; the module and PIN options need a
+/// PKCS#11 key (given alone they would be silently unused).
+fn check_token_options(
+    key: &KeySource,
+    key_setting: &Setting,
+    module: &Option<(FileOption, Setting)>,
+    pin_file: &Option<(FileOption, Setting)>,
+) -> Result<(), ConfigError> {
+    match (key, module, pin_file) {
+        (KeySource::Token { .. }, None, _) => {
+            Err(key_setting.error("a PKCS#11 URI needs --pkcs11-module PATH (the token's library)"))
+        }
+        (KeySource::File(_), Some((_, s)), _) | (KeySource::File(_), _, Some((_, s))) => {
+            Err(s.error("only used with a PKCS#11 key (--key pkcs11:...)"))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -96,8 +96,9 @@ impl Reloads {
     }
 }
 
-/// Options a running daemon cannot change: listening sockets are bound once.
-const NEEDS_RESTART: &[&str] = &["listen"];
+/// Options a running daemon cannot change: listening sockets are bound
+/// once, and the user and sandbox are set once at start.
+const NEEDS_RESTART: &[&str] = &["listen", "run-as", "sandbox"];
 
 /// One option whose effective value differs.
 #[derive(Debug, PartialEq, Eq)]

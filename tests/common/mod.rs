@@ -3,6 +3,7 @@
 //! rustls client that can tell a clean TLS close from a ragged one.
 #![allow(dead_code)]
 
+pub mod account;
 pub mod netconf;
 pub mod netns;
 pub mod oneshot;
