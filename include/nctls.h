@@ -123,8 +123,9 @@ typedef uint32_t nctls_log_level;
 #endif // __cplusplus
 
 /*
- How a session ended: the first event that began its end (the README's
- close-semantics table).
+ How a session ended: the first event that began its end (README, "How a
+ session ends" and "Session log lines"). The values are stable (an ABI);
+ `nctls_close_reason_str` names each as the log lines do.
  */
 enum nctls_close_reason
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -136,38 +137,69 @@ enum nctls_close_reason
    */
   NCTLS_CLOSE_REASON_NONE = 0,
   /*
-   The backend closed (ConfD after kill-session or close-session): every
-   byte delivered, then close_notify.
+   The backend closed (kill-session, close-session): every byte it sent
+   was delivered, then close_notify.
    */
   NCTLS_CLOSE_REASON_BACKEND_CLOSED = 1,
+  /*
+   The backend reset or failed.
+   */
   NCTLS_CLOSE_REASON_BACKEND_RESET = 2,
   /*
    The client sent close_notify; the backend saw EOF.
    */
   NCTLS_CLOSE_REASON_CLIENT_CLOSE_NOTIFY = 3,
   /*
-   The client's TCP stream ended without close_notify (truncation: the backend was reset).
+   The client's TCP stream ended without close_notify (a truncation: the
+   backend was reset).
    */
   NCTLS_CLOSE_REASON_CLIENT_EOF = 4,
+  /*
+   The client's connection was reset or failed; the backend was reset.
+   */
   NCTLS_CLOSE_REASON_CLIENT_RESET = 5,
+  /*
+   The client sent something TLS does not allow; the backend was reset.
+   */
   NCTLS_CLOSE_REASON_TLS_ERROR = 6,
+  /*
+   The handshake failed (certificate, protocol): the client got an alert,
+   the backend was never contacted.
+   */
   NCTLS_CLOSE_REASON_HANDSHAKE_FAILED = 7,
+  /*
+   `--handshake-timeout` passed (the `handshake-timeout` setting).
+   */
   NCTLS_CLOSE_REASON_HANDSHAKE_TIMEOUT = 8,
   /*
-   The identity decision refused the client (close_notify, backend never contacted).
+   No user, a limit, or the identity callback said no: close_notify, the
+   backend never contacted.
    */
   NCTLS_CLOSE_REASON_REFUSED = 9,
+  /*
+   Connecting to the backend failed (every address was tried).
+   */
   NCTLS_CLOSE_REASON_BACKEND_UNREACHABLE = 10,
+  /*
+   `--connect-timeout` passed (the `connect-timeout` setting).
+   */
   NCTLS_CLOSE_REASON_CONNECT_TIMEOUT = 11,
+  /*
+   `--idle-timeout` passed (the `idle-timeout` setting).
+   */
   NCTLS_CLOSE_REASON_IDLE_TIMEOUT = 12,
+  /*
+   `--drain-timeout` passed while closing (the `drain-timeout` setting).
+   */
   NCTLS_CLOSE_REASON_DRAIN_TIMEOUT = 13,
   /*
-   `nctls_server_stop`: ended with close_notify.
+   SIGTERM/SIGINT (or `nctls_server_stop`, `nctls_conn_stop`): ended with
+   close_notify.
    */
   NCTLS_CLOSE_REASON_SHUTDOWN = 14,
   /*
-   nctls itself could not go on (its event loop or a socket
-   registration failed); the backend, if any, was reset.
+   nctls itself could not go on: a socket could not be registered with
+   epoll, or the event loop failed (the backend, if connected, is reset).
    */
   NCTLS_CLOSE_REASON_INTERNAL_ERROR = 15,
 };
@@ -339,7 +371,8 @@ const char *nctls_result_str(uint32_t result);
 /*
  A static name for a close reason: the token of the log lines' `reason=`
  (`backend-closed`, `client-close-notify`, `drain-timeout`, ...; README,
- "Session log lines"). Thread-safe.
+ "Session log lines"), `none` for NCTLS_CLOSE_REASON_NONE. Any value is
+ accepted; unknown ones say so. Thread-safe.
  */
 const char *nctls_close_reason_str(uint32_t reason);
 

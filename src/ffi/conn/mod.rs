@@ -1,36 +1,37 @@
 //! Connection level: the C program accepts sockets, nctls does one session
-//! on each, with the daemon's connection driver ([`Connection`]) and a
-//! `mio::Poll` of the connection's own.
+//! on each, with the daemon's connection driver ([`Connection`]) on an
+//! event loop of the connection's own (`event_loop.rs`); the descriptors
+//! handed over are checked and owned in `socket.rs`.
 
 use std::cell::UnsafeCell;
 use std::ffi::{c_char, c_int, CString};
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::os::fd::{IntoRawFd, RawFd};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use mio::net::TcpStream;
-use mio::{Events, Poll, Token, Waker};
 use rustls::pki_types::CertificateDer;
 
-use super::{
-    c_text, close_reason, guard, guard_or, loaded, nctls_close_reason, nctls_config, nctls_result,
-    text_ptr, utf8, Built,
-};
 use crate::daemon::backend::{BackendStream, Dialer};
-use crate::daemon::conn::{header_for, BackendSource, Connection, Step, Tokens};
-use crate::relay::session::{Session, Side};
-
-const TOKENS: Tokens = Tokens {
-    client: Token(0),
-    backend: Token(1),
+use crate::daemon::conn::{header_for, BackendSource, Connection, Step};
+use crate::ffi::boundary::{
+    arg, free, guard, guard_ptr, guard_void, into_c, optional_output, output, text,
 };
-const WAKE: Token = Token(2);
+use crate::ffi::config::{nctls_config, Built};
+use crate::ffi::reason::nctls_close_reason;
+use crate::ffi::result::nctls_result;
+use crate::ffi::strings::{c_text, text_ptr};
+use crate::relay::session::Session;
 
-/// What one read from the backend may bring (as in the daemon).
-const SCRATCH: usize = 64 * 1024;
+use event_loop::{ConnStop, EventLoop, TOKENS};
+use socket::{check_client_fd, check_stream_socket, close, own_socket};
+
+mod event_loop;
+mod socket;
+#[cfg(test)]
+mod tests;
 
 /// One client connection handed over by a C program: TLS handshake, then
 /// a relay with the same connection driver, state machine and close
@@ -40,11 +41,6 @@ pub struct nctls_conn {
     stop: Arc<ConnStop>,
     /// Touched only by the one thread using the connection (caller's contract).
     inner: UnsafeCell<Conn>,
-}
-
-struct ConnStop {
-    requested: AtomicBool,
-    waker: Waker,
 }
 
 /// Where the connection is in the calls the C program makes.
@@ -57,9 +53,10 @@ enum Stage {
     Ended,
 }
 
+/// The part of a connection only the thread using it touches.
 struct Conn {
     built: Arc<Built>,
-    event_loop: Loop,
+    event_loop: EventLoop,
     stage: Stage,
     /// The verified chain, kept from accept to free for `nctls_conn_peer_cert`.
     chain: Vec<CertificateDer<'static>>,
@@ -69,57 +66,85 @@ struct Conn {
     error: CString,
 }
 
-/// The connection's own event loop.
-struct Loop {
-    poll: Poll,
-    events: Events,
-    stop: Arc<ConnStop>,
-    /// `nctls_conn_stop` has been acted on.
-    stopped: bool,
-    scratch: Vec<u8>,
-}
+impl nctls_conn {
+    /// A connection for a client socket, which it owns on success only.
+    ///
+    /// # Safety
+    /// `client_fd` is an open stream socket that nobody else closes once
+    /// this succeeds.
+    unsafe fn new(
+        built: Arc<Built>,
+        client_fd: RawFd,
+        client_addr: SocketAddr,
+    ) -> Result<nctls_conn, nctls_result> {
+        let session = Session::new(
+            built.tls.server.clone(),
+            built.config.limits.clone(),
+            Instant::now(),
+        )
+        .map_err(|_| nctls_result::Io)?;
+        let (event_loop, stop) = EventLoop::new().map_err(|_| nctls_result::Io)?;
+        // SAFETY: an open stream socket, ours once this call succeeds (the caller's contract).
+        let client = unsafe { own_socket(client_fd) }.map_err(|_| nctls_result::Io)?;
+        let keepalive = built.config.tcp_keepalive;
+        let registry = event_loop.registry();
+        let conn = Connection::new(session, client, client_addr, TOKENS, keepalive, registry)
+            .map_err(|(_, client)| {
+                // The caller keeps the descriptor on error: release it unclosed.
+                let _ = client.into_raw_fd();
+                nctls_result::Io
+            })?;
+        Ok(nctls_conn {
+            stop,
+            inner: UnsafeCell::new(Conn {
+                built,
+                event_loop,
+                stage: Stage::New(conn),
+                chain: Vec::new(),
+                user: None,
+                bytes: (0, 0),
+                error: CString::default(),
+            }),
+        })
+    }
 
-impl Loop {
-    /// Drives `conn` until it needs the caller: [`Step::Identify`] or
-    /// [`Step::Ended`] (also when the poll fails: an internal error).
-    fn drive(&mut self, conn: &mut Connection) -> Step {
-        loop {
-            let now = Instant::now();
-            if !self.stopped && self.stop.requested.load(Ordering::SeqCst) {
-                self.stopped = true;
-                conn.shutdown(now);
-            }
-            match conn.run(&mut self.scratch, now) {
-                Step::Wait => {}
-                Step::Started => continue,
-                done @ (Step::Identify | Step::Ended) => return done,
-            }
-            let timeout = conn.deadline().map(|d| d.saturating_duration_since(now));
-            match self.poll.poll(&mut self.events, timeout) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    conn.fail(format!("poll: {e}"), now);
-                    return Step::Ended;
-                }
-                Ok(()) => {}
-            }
-            let now = Instant::now();
-            let registry = self.poll.registry();
-            for event in self.events.iter() {
-                match event.token() {
-                    t if t == TOKENS.client => conn.on_event(Side::Client, event, registry, now),
-                    t if t == TOKENS.backend => conn.on_event(Side::Backend, event, registry, now),
-                    _ => {}
-                }
-            }
-            if conn.deadline().is_some_and(|d| d <= now) {
-                conn.on_deadline(registry, now);
-            }
+    /// Asks the connection to end; touches only the shared stop part.
+    fn stop(&self) -> Result<(), nctls_result> {
+        if self.stop.requested.swap(true, Ordering::SeqCst) {
+            return Err(nctls_result::AlreadyStopping);
         }
+        self.stop.waker.wake().map_err(|_| nctls_result::Io)
     }
 }
 
+/// The single-thread part of a connection, to read.
+///
+/// # Safety
+/// `conn` is NULL or a live connection used by one thread at a time (the
+/// caller's contract), and no `&mut` to the part lives meanwhile.
+unsafe fn shared<'a>(conn: *const nctls_conn) -> Result<&'a Conn, nctls_result> {
+    // SAFETY: NULL or live; the part is only reached by the thread using
+    // the connection, and `nctls_conn_stop` never touches it.
+    Ok(unsafe { &*arg(conn)?.inner.get() })
+}
+
+/// The single-thread part of a connection, to change.
+///
+/// # Safety
+/// `conn` is NULL or a live connection used by one thread at a time (the
+/// caller's contract), and nothing else holds the part while `'a` lasts.
+unsafe fn exclusive<'a>(conn: *mut nctls_conn) -> Result<&'a mut Conn, nctls_result> {
+    // SAFETY: as in `shared`, and nothing else holds the part.
+    Ok(unsafe { &mut *arg(conn)?.inner.get() })
+}
+
 impl Conn {
+    /// Keeps `message` for `nctls_conn_error` and fails with `code`.
+    fn fail(&mut self, code: nctls_result, message: &str) -> nctls_result {
+        self.error = c_text(message);
+        code
+    }
+
     /// The connection, taken out, if the handshake is still to be done.
     fn take_new(&mut self) -> Option<Connection> {
         match std::mem::replace(&mut self.stage, Stage::Ended) {
@@ -142,6 +167,122 @@ impl Conn {
         }
     }
 
+    /// The handshake, then the rules' answer.
+    fn accept(&mut self) -> Result<(), nctls_result> {
+        let mut conn = self.take_new().ok_or(nctls_result::WrongState)?;
+        if self.event_loop.drive(&mut conn) != Step::Identify {
+            return Err(match self.finish(conn) {
+                nctls_close_reason::InternalError => nctls_result::Io,
+                _ => nctls_result::HandshakeFailed,
+            });
+        }
+        self.chain = conn.chain().to_vec();
+        match self.built.tls.mapper.user_for(&self.chain) {
+            Ok(user) => self.user = Some(c_text(&user)),
+            Err(why) => self.error = c_text(&format!("no user: {why}")),
+        }
+        self.stage = Stage::Accepted(conn);
+        Ok(())
+    }
+
+    /// Overrides the user (`None`: no user) once accepted.
+    fn set_user(&mut self, name: Option<Result<&str, nctls_result>>) -> Result<(), nctls_result> {
+        if !matches!(self.stage, Stage::Accepted(_)) {
+            return Err(nctls_result::WrongState);
+        }
+        let Some(name) = name else {
+            self.user = None;
+            return Ok(());
+        };
+        let name = name.map_err(|code| self.fail(code, "user: not UTF-8"))?;
+        if let Err(why) = self.built.config.header.check_user(name) {
+            return Err(self.fail(
+                nctls_result::InvalidParameter,
+                &format!("user {name:?}: {why}"),
+            ));
+        }
+        self.user = Some(c_text(name));
+        Ok(())
+    }
+
+    /// The `index`th certificate of the verified chain, once accepted.
+    fn peer_cert(&self, index: usize) -> Result<&CertificateDer<'static>, nctls_result> {
+        if matches!(self.stage, Stage::New(_)) {
+            return Err(nctls_result::WrongState);
+        }
+        self.chain.get(index).ok_or(nctls_result::InvalidParameter)
+    }
+
+    /// Takes over the caller's backend descriptor (none for -1): from here
+    /// on it is ours, and closed on every error.
+    ///
+    /// # Safety
+    /// `fd` is -1 or a descriptor handed over that nothing else closes.
+    unsafe fn take_backend(
+        &mut self,
+        fd: c_int,
+    ) -> Result<Option<io::Result<BackendStream>>, nctls_result> {
+        if fd < 0 {
+            return Ok(None);
+        }
+        if let Err(why) = check_stream_socket(fd) {
+            // SAFETY: handed over: closing a non-socket descriptor is what
+            // "nctls closes it" means.
+            unsafe { close(fd) };
+            return Err(self.fail(
+                nctls_result::InvalidParameter,
+                &format!("backend_fd: {why}"),
+            ));
+        }
+        // SAFETY: an open stream socket, handed over.
+        let socket = unsafe { own_socket(fd) }.inspect_err(|_| {
+            // SAFETY: handed over and not owned by anything else: close it as promised.
+            unsafe { close(fd) }
+        });
+        Ok(Some(socket.map(BackendStream::Tcp)))
+    }
+
+    /// Relays the accepted session to `backend` (or the configured
+    /// addresses) until it ends; its close reason.
+    fn relay(
+        &mut self,
+        backend: Option<io::Result<BackendStream>>,
+    ) -> Result<nctls_close_reason, nctls_result> {
+        let mut conn = self.take_accepted().ok_or(nctls_result::WrongState)?;
+        let now = Instant::now();
+        let built = self.built.clone();
+        let user = match self.user.as_ref().map(|u| u.to_str()) {
+            Some(Ok(user)) => Ok(user.to_string()),
+            _ => Err("no user for this certificate".to_string()),
+        };
+        let config = &built.config;
+        match header_for(user, config.header, &config.accounts, conn.client_addr()) {
+            Err(why) => conn.refuse(why, now),
+            Ok((user, header)) => {
+                let registry = self.event_loop.registry();
+                let source = match backend {
+                    // Every configured address, in order.
+                    None => BackendSource::Dial(Dialer::new(&config.backend)),
+                    Some(Ok(socket)) => BackendSource::Given(socket),
+                    Some(Err(e)) => {
+                        conn.fail(format!("backend_fd: {e}"), now);
+                        return Ok(self.run_to_end(conn));
+                    }
+                };
+                conn.admit(user, &header, source, registry, now);
+            }
+        }
+        Ok(self.run_to_end(conn))
+    }
+
+    /// Refuses the accepted client: close_notify, no backend.
+    fn refuse(&mut self) -> Result<(), nctls_result> {
+        let mut conn = self.take_accepted().ok_or(nctls_result::WrongState)?;
+        conn.refuse("refused by the application".into(), Instant::now());
+        self.run_to_end(conn);
+        Ok(())
+    }
+
     /// Runs `conn` to its end, closes its sockets; the close reason.
     fn run_to_end(&mut self, mut conn: Connection) -> nctls_close_reason {
         // Admitted or refused: the next stop is the end.
@@ -150,60 +291,22 @@ impl Conn {
     }
 
     fn finish(&mut self, conn: Connection) -> nctls_close_reason {
-        let end = conn.finish(self.event_loop.poll.registry(), Instant::now());
+        let end = conn.finish(self.event_loop.registry(), Instant::now());
         self.stage = Stage::Ended;
         self.bytes = (end.bytes_in, end.bytes_out);
         if let Some(reason) = &end.reason {
             self.error = c_text(&reason.to_string());
         }
-        close_reason(end.reason.as_ref())
+        nctls_close_reason::of(end.reason.as_ref())
     }
-}
 
-/// Checks that `fd` is an open, connected stream socket with an IP peer.
-fn check_client_fd(fd: RawFd) -> Result<SocketAddr, &'static str> {
-    check_stream_socket(fd)?;
-    // SAFETY: `fd` is an open socket (checked above); ManuallyDrop keeps us
-    // from closing it, since it is not ours yet.
-    let sock = std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(fd) });
-    // One form per client (IPv4, not ::ffff:a.b.c.d), as in the daemon.
-    sock.peer_addr()
-        .map(crate::identity::addr::canonical)
-        .map_err(|_| "client_fd is not a connected TCP socket")
-}
-
-fn check_stream_socket(fd: RawFd) -> Result<(), &'static str> {
-    if fd < 0 {
-        return Err("the descriptor is negative");
+    /// Plaintext bytes (client → backend, backend → client) so far.
+    fn bytes(&self) -> (u64, u64) {
+        match &self.stage {
+            Stage::New(c) | Stage::Accepted(c) => c.session().bytes(),
+            Stage::Ended => self.bytes,
+        }
     }
-    let mut kind: c_int = 0;
-    let mut len = std::mem::size_of::<c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `kind`.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_TYPE,
-            (&mut kind as *mut c_int).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 || kind != libc::SOCK_STREAM {
-        return Err("the descriptor is not an open stream socket");
-    }
-    Ok(())
-}
-
-/// Takes ownership of a checked socket, non-blocking, as a mio stream; on
-/// error the descriptor is left open and not owned.
-///
-/// # Safety
-/// `fd` is an open stream socket that nobody else will close once this succeeds.
-unsafe fn own_socket(fd: RawFd) -> io::Result<TcpStream> {
-    // SAFETY: an open socket; ManuallyDrop keeps it unowned until the end.
-    let std = std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(fd) });
-    std.set_nonblocking(true)?;
-    Ok(TcpStream::from_std(std::mem::ManuallyDrop::into_inner(std)))
 }
 
 /// Makes a connection object for an accepted client socket; no I/O yet.
@@ -223,85 +326,15 @@ pub unsafe extern "C" fn nctls_conn_new(
     out: *mut *mut nctls_conn,
 ) -> nctls_result {
     guard(|| {
-        // SAFETY: NULL or a live config (caller's contract).
-        let built = match unsafe { loaded(cfg) } {
-            Ok(b) => b,
-            Err(e) => return e,
-        };
-        if out.is_null() {
-            return nctls_result::NullParameter;
-        }
-        let Ok(client_addr) = check_client_fd(client_fd) else {
-            return nctls_result::InvalidParameter;
-        };
-        let now = Instant::now();
-        let Ok(session) = Session::new(built.tls.server.clone(), built.config.limits.clone(), now)
-        else {
-            return nctls_result::Io;
-        };
-        let Ok(poll) = Poll::new() else {
-            return nctls_result::Io;
-        };
-        let Ok(waker) = Waker::new(poll.registry(), WAKE) else {
-            return nctls_result::Io;
-        };
-        // SAFETY: checked above to be an open stream socket, handed over on success.
-        let Ok(client) = (unsafe { own_socket(client_fd) }) else {
-            return nctls_result::Io;
-        };
-        let keepalive = built.config.tcp_keepalive;
-        let conn = match Connection::new(
-            session,
-            client,
-            client_addr,
-            TOKENS,
-            keepalive,
-            poll.registry(),
-        ) {
-            Ok(conn) => conn,
-            Err((_, client)) => {
-                // The caller keeps the descriptor on error: release it unclosed.
-                let _ = client.into_raw_fd();
-                return nctls_result::Io;
-            }
-        };
-        let stop = Arc::new(ConnStop {
-            requested: AtomicBool::new(false),
-            waker,
-        });
-        let conn = Box::new(nctls_conn {
-            stop: stop.clone(),
-            inner: UnsafeCell::new(Conn {
-                built,
-                event_loop: Loop {
-                    poll,
-                    events: Events::with_capacity(8),
-                    stop,
-                    stopped: false,
-                    scratch: vec![0; SCRATCH],
-                },
-                stage: Stage::New(conn),
-                chain: Vec::new(),
-                user: None,
-                bytes: (0, 0),
-                error: CString::default(),
-            }),
-        });
-        // SAFETY: `out` is not NULL and points to writable storage for a pointer.
-        unsafe { *out = Box::into_raw(conn) };
-        nctls_result::Ok
+        // SAFETY: NULL or a live config; NULL or writable (the caller's contract).
+        let (built, out) = unsafe { (arg(cfg)?.built()?, output(out)?) };
+        let client_addr = check_client_fd(client_fd).map_err(|_| nctls_result::InvalidParameter)?;
+        // SAFETY: checked to be an open stream socket, handed over on success.
+        out.write(into_c(unsafe {
+            nctls_conn::new(built, client_fd, client_addr)
+        }?));
+        Ok(())
     })
-}
-
-/// The single-thread part of a connection.
-///
-/// # Safety
-/// `conn` is NULL or a live connection, used by one thread at a time
-/// (caller's contract), and nothing else holds the result.
-unsafe fn conn_mut<'a>(conn: *const nctls_conn) -> Option<&'a mut Conn> {
-    // SAFETY: NULL or live (caller's contract); `inner` is only reached by
-    // the thread using the connection, `nctls_conn_stop` never touches it.
-    unsafe { conn.as_ref().map(|c| &mut *c.inner.get()) }
 }
 
 /// Does the TLS handshake (blocking, bounded by the `handshake-timeout`
@@ -316,28 +349,8 @@ unsafe fn conn_mut<'a>(conn: *const nctls_conn) -> Option<&'a mut Conn> {
 /// thread-safe with other calls on `conn`.
 #[no_mangle]
 pub unsafe extern "C" fn nctls_conn_accept(conn: *mut nctls_conn) -> nctls_result {
-    guard(|| {
-        // SAFETY: NULL or a live connection used by one thread (caller's contract).
-        let Some(c) = (unsafe { conn_mut(conn) }) else {
-            return nctls_result::NullParameter;
-        };
-        let Some(mut conn) = c.take_new() else {
-            return nctls_result::WrongState;
-        };
-        if c.event_loop.drive(&mut conn) != Step::Identify {
-            return match c.finish(conn) {
-                nctls_close_reason::InternalError => nctls_result::Io,
-                _ => nctls_result::HandshakeFailed,
-            };
-        }
-        c.chain = conn.chain().to_vec();
-        match c.built.tls.mapper.user_for(&c.chain) {
-            Ok(user) => c.user = Some(c_text(&user)),
-            Err(why) => c.error = c_text(&format!("no user: {why}")),
-        }
-        c.stage = Stage::Accepted(conn);
-        nctls_result::Ok
-    })
+    // SAFETY: NULL or a live connection used by one thread (the caller's contract).
+    guard(|| unsafe { exclusive(conn) }?.accept())
 }
 
 /// The user the rules chose at `nctls_conn_accept`, or the one set by
@@ -346,9 +359,10 @@ pub unsafe extern "C" fn nctls_conn_accept(conn: *mut nctls_conn) -> nctls_resul
 /// other calls on `conn`.
 #[no_mangle]
 pub unsafe extern "C" fn nctls_conn_user(conn: *const nctls_conn) -> *const c_char {
-    guard_or(std::ptr::null(), || {
-        // SAFETY: NULL or a live connection used by one thread (caller's contract).
-        unsafe { conn_mut(conn) }.map_or(std::ptr::null(), |c| text_ptr(&c.user))
+    guard_ptr(|| {
+        // SAFETY: NULL or a live connection used by one thread (the caller's contract).
+        let conn = unsafe { shared(conn) }.ok()?;
+        Some(text_ptr(&conn.user))
     })
 }
 
@@ -363,28 +377,10 @@ pub unsafe extern "C" fn nctls_conn_set_user(
     user: *const c_char,
 ) -> nctls_result {
     guard(|| {
-        // SAFETY: NULL or a live connection used by one thread (caller's contract).
-        let Some(conn) = (unsafe { conn_mut(conn) }) else {
-            return nctls_result::NullParameter;
-        };
-        if !matches!(conn.stage, Stage::Accepted(_)) {
-            return nctls_result::WrongState;
-        }
-        if user.is_null() {
-            conn.user = None;
-            return nctls_result::Ok;
-        }
-        // SAFETY: not NULL; a NUL-terminated string (caller's contract).
-        let Ok(name) = (unsafe { utf8(user) }) else {
-            conn.error = c_text("user: not UTF-8");
-            return nctls_result::InvalidParameter;
-        };
-        if let Err(why) = conn.built.config.header.check_user(name) {
-            conn.error = c_text(&format!("user {name:?}: {why}"));
-            return nctls_result::InvalidParameter;
-        }
-        conn.user = Some(c_text(name));
-        nctls_result::Ok
+        // SAFETY: NULL or a live connection used by one thread; NULL or a
+        // NUL-terminated string (the caller's contract).
+        let (conn, name) = unsafe { (exclusive(conn)?, (!user.is_null()).then(|| text(user))) };
+        conn.set_user(name)
     })
 }
 
@@ -401,25 +397,13 @@ pub unsafe extern "C" fn nctls_conn_peer_cert(
     der_len: *mut usize,
 ) -> nctls_result {
     guard(|| {
-        // SAFETY: NULL or a live connection used by one thread (caller's contract).
-        let Some(conn) = (unsafe { conn_mut(conn) }) else {
-            return nctls_result::NullParameter;
-        };
-        if der.is_null() || der_len.is_null() {
-            return nctls_result::NullParameter;
-        }
-        if matches!(conn.stage, Stage::New(_)) {
-            return nctls_result::WrongState;
-        }
-        let Some(cert) = conn.chain.get(index) else {
-            return nctls_result::InvalidParameter;
-        };
-        // SAFETY: both outputs are not NULL and writable (caller's contract).
-        unsafe {
-            *der = cert.as_ptr();
-            *der_len = cert.len();
-        }
-        nctls_result::Ok
+        // SAFETY: NULL or a live connection used by one thread; NULL or
+        // writable outputs (the caller's contract).
+        let (conn, der, der_len) = unsafe { (shared(conn)?, output(der)?, output(der_len)?) };
+        let cert = conn.peer_cert(index)?;
+        der.write(cert.as_ptr());
+        der_len.write(cert.len());
+        Ok(())
     })
 }
 
@@ -445,70 +429,16 @@ pub unsafe extern "C" fn nctls_conn_relay(
     reason: *mut nctls_close_reason,
 ) -> nctls_result {
     guard(|| {
-        // SAFETY: NULL or a live connection used by one thread (caller's contract).
-        let Some(c) = (unsafe { conn_mut(conn) }) else {
-            return nctls_result::NullParameter;
-        };
-        // The backend descriptor is ours from here on, whatever happens.
-        let backend = if backend_fd >= 0 {
-            match check_stream_socket(backend_fd) {
-                // SAFETY: an open stream socket, handed over by the caller.
-                Ok(()) => Some(
-                    unsafe { own_socket(backend_fd) }
-                        .map(BackendStream::Tcp)
-                        .inspect_err(|_| {
-                            // SAFETY: handed over and not owned by anything else: close it as promised.
-                            unsafe { libc::close(backend_fd) };
-                        }),
-                ),
-                Err(why) => {
-                    // SAFETY: the caller handed it over; closing a
-                    // non-socket descriptor is what "nctls closes it" means.
-                    unsafe { libc::close(backend_fd) };
-                    c.error = c_text(&format!("backend_fd: {why}"));
-                    return nctls_result::InvalidParameter;
-                }
-            }
-        } else {
-            None
-        };
-        let Some(mut conn) = c.take_accepted() else {
-            return nctls_result::WrongState;
-        };
-        let now = Instant::now();
-        let built = c.built.clone();
-        let user = match c.user.as_ref().map(|u| u.to_str()) {
-            Some(Ok(user)) => Ok(user.to_string()),
-            _ => Err("no user for this certificate".to_string()),
-        };
-        match header_for(
-            user,
-            built.config.header,
-            &built.config.accounts,
-            conn.client_addr(),
-        ) {
-            Err(why) => conn.refuse(why, now),
-            Ok((user, header)) => {
-                let registry = c.event_loop.poll.registry();
-                match backend {
-                    // Every configured address, in order.
-                    None => {
-                        let source = BackendSource::Dial(Dialer::new(&built.config.backend));
-                        conn.admit(user, &header, source, registry, now);
-                    }
-                    Some(Ok(socket)) => {
-                        conn.admit(user, &header, BackendSource::Given(socket), registry, now)
-                    }
-                    Some(Err(e)) => conn.fail(format!("backend_fd: {e}"), now),
-                }
-            }
+        // SAFETY: NULL or a live connection used by one thread; NULL or
+        // writable; the backend descriptor handed over (the caller's contract).
+        let (conn, reason) = unsafe { (exclusive(conn)?, optional_output(reason)) };
+        // SAFETY: -1 or handed over: ours from here on, whatever happens.
+        let backend = unsafe { conn.take_backend(backend_fd) }?;
+        let why = conn.relay(backend)?;
+        if let Some(reason) = reason {
+            reason.write(why);
         }
-        let why = c.run_to_end(conn);
-        if !reason.is_null() {
-            // SAFETY: not NULL and writable (caller's contract).
-            unsafe { *reason = why };
-        }
-        nctls_result::Ok
+        Ok(())
     })
 }
 
@@ -519,18 +449,8 @@ pub unsafe extern "C" fn nctls_conn_relay(
 /// with other calls on `conn`.
 #[no_mangle]
 pub unsafe extern "C" fn nctls_conn_refuse(conn: *mut nctls_conn) -> nctls_result {
-    guard(|| {
-        // SAFETY: NULL or a live connection used by one thread (caller's contract).
-        let Some(c) = (unsafe { conn_mut(conn) }) else {
-            return nctls_result::NullParameter;
-        };
-        let Some(mut conn) = c.take_accepted() else {
-            return nctls_result::WrongState;
-        };
-        conn.refuse("refused by the application".into(), Instant::now());
-        c.run_to_end(conn);
-        nctls_result::Ok
-    })
+    // SAFETY: NULL or a live connection used by one thread (the caller's contract).
+    guard(|| unsafe { exclusive(conn) }?.refuse())
 }
 
 /// Plaintext bytes relayed client -> backend (`bytes_in`) and backend ->
@@ -543,24 +463,23 @@ pub unsafe extern "C" fn nctls_conn_bytes(
     bytes_out: *mut u64,
 ) -> nctls_result {
     guard(|| {
-        // SAFETY: NULL or a live connection used by one thread (caller's contract).
-        let Some(conn) = (unsafe { conn_mut(conn) }) else {
-            return nctls_result::NullParameter;
+        // SAFETY: NULL or a live connection used by one thread; each output
+        // NULL or writable (the caller's contract).
+        let (conn, bytes_in, bytes_out) = unsafe {
+            (
+                shared(conn)?,
+                optional_output(bytes_in),
+                optional_output(bytes_out),
+            )
         };
-        let (up, down) = match &conn.stage {
-            Stage::New(c) | Stage::Accepted(c) => c.session().bytes(),
-            Stage::Ended => conn.bytes,
-        };
-        // SAFETY: each is NULL or writable (caller's contract).
-        unsafe {
-            if let Some(p) = bytes_in.as_mut() {
-                *p = up;
-            }
-            if let Some(p) = bytes_out.as_mut() {
-                *p = down;
-            }
+        let (up, down) = conn.bytes();
+        if let Some(p) = bytes_in {
+            p.write(up);
         }
-        nctls_result::Ok
+        if let Some(p) = bytes_out {
+            p.write(down);
+        }
+        Ok(())
     })
 }
 
@@ -570,9 +489,10 @@ pub unsafe extern "C" fn nctls_conn_bytes(
 /// Not thread-safe with other calls on `conn`.
 #[no_mangle]
 pub unsafe extern "C" fn nctls_conn_error(conn: *const nctls_conn) -> *const c_char {
-    guard_or(std::ptr::null(), || {
-        // SAFETY: NULL or a live connection used by one thread (caller's contract).
-        unsafe { conn_mut(conn) }.map_or(std::ptr::null(), |c| c.error.as_ptr())
+    guard_ptr(|| {
+        // SAFETY: NULL or a live connection used by one thread (the caller's contract).
+        let conn = unsafe { shared(conn) }.ok()?;
+        Some(conn.error.as_ptr())
     })
 }
 
@@ -584,19 +504,9 @@ pub unsafe extern "C" fn nctls_conn_error(conn: *const nctls_conn) -> *const c_c
 /// A second call returns NCTLS_RESULT_ALREADY_STOPPING.
 #[no_mangle]
 pub unsafe extern "C" fn nctls_conn_stop(conn: *const nctls_conn) -> nctls_result {
-    guard(|| {
-        // SAFETY: NULL or a live connection; only its shared stop part is touched.
-        let Some(conn) = (unsafe { conn.as_ref() }) else {
-            return nctls_result::NullParameter;
-        };
-        if conn.stop.requested.swap(true, Ordering::SeqCst) {
-            return nctls_result::AlreadyStopping;
-        }
-        match conn.stop.waker.wake() {
-            Ok(()) => nctls_result::Ok,
-            Err(_) => nctls_result::Io,
-        }
-    })
+    // SAFETY: NULL or a live connection (the caller's contract); stop
+    // touches only its shared part.
+    guard(|| unsafe { arg(conn) }?.stop())
 }
 
 /// Frees a connection and closes its sockets if still open; NULL is
@@ -605,13 +515,6 @@ pub unsafe extern "C" fn nctls_conn_stop(conn: *const nctls_conn) -> nctls_resul
 /// `nctls_conn_refuse` first. Not thread-safe with other calls on `conn`.
 #[no_mangle]
 pub unsafe extern "C" fn nctls_conn_free(conn: *mut nctls_conn) {
-    guard_or((), || {
-        if !conn.is_null() {
-            // SAFETY: made by nctls_conn_new and not freed before (caller's contract).
-            drop(unsafe { Box::from_raw(conn) });
-        }
-    })
+    // SAFETY: NULL or made by nctls_conn_new and not freed before (the caller's contract).
+    guard_void(|| unsafe { free(conn) })
 }
-
-#[cfg(test)]
-mod tests;
