@@ -41,6 +41,9 @@ enum nctls_result
   : uint32_t
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
+  /*
+   The call did what it says.
+   */
   NCTLS_RESULT_OK = 0,
   /*
    A required pointer argument was NULL.
@@ -108,10 +111,26 @@ enum nctls_log_level
   : uint32_t
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
+  /*
+   A failure nctls cannot work around (an expired certificate, say).
+   */
   NCTLS_LOG_LEVEL_ERROR = 1,
+  /*
+   Worth an operator's attention: a session that ended badly, a
+   certificate that expires soon, a reload that failed.
+   */
   NCTLS_LOG_LEVEL_WARN = 2,
+  /*
+   The session start and end lines; starting, stopping, reloads.
+   */
   NCTLS_LOG_LEVEL_INFO = 3,
+  /*
+   Details: each connection accepted, health checks.
+   */
   NCTLS_LOG_LEVEL_DEBUG = 4,
+  /*
+   Everything.
+   */
   NCTLS_LOG_LEVEL_TRACE = 5,
 };
 #ifndef __cplusplus
@@ -221,7 +240,13 @@ enum nctls_identity
   : uint32_t
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
+  /*
+   The client is the user left in the `user` buffer.
+   */
   NCTLS_IDENTITY_ACCEPT = 0,
+  /*
+   Refuse the client.
+   */
   NCTLS_IDENTITY_REFUSE = 1,
 };
 #ifndef __cplusplus
@@ -261,7 +286,13 @@ typedef void (*nctls_log_callback)(void *userdata, nctls_log_level level, const 
  One DER certificate; valid only while the call that gave it runs.
  */
 typedef struct nctls_cert {
+  /*
+   The certificate's DER bytes.
+   */
   const uint8_t *der;
+  /*
+   How many bytes `der` holds.
+   */
   size_t len;
 } nctls_cert;
 
@@ -274,6 +305,9 @@ typedef struct nctls_peer {
    The verified chain as the client sent it, end-entity certificate first.
    */
   const struct nctls_cert *chain;
+  /*
+   How many certificates `chain` holds (at least 1).
+   */
   size_t chain_len;
   /*
    The client's address, `IP:port`.
@@ -330,6 +364,9 @@ typedef struct nctls_session_info {
    TLS version and cipher suite, `-` if the handshake did not finish.
    */
   const char *tls;
+  /*
+   How the session ended.
+   */
   nctls_close_reason reason;
   /*
    The reason's token, then `: ` and its detail when it has one, e.g.
@@ -344,6 +381,9 @@ typedef struct nctls_session_info {
    Plaintext bytes backend -> client.
    */
   uint64_t bytes_out;
+  /*
+   How long the session lasted, in microseconds.
+   */
   uint64_t duration_us;
 } nctls_session_info;
 

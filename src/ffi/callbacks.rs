@@ -15,10 +15,16 @@ use crate::identity::header;
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum nctls_log_level {
+    /// A failure nctls cannot work around (an expired certificate, say).
     Error = 1,
+    /// Worth an operator's attention: a session that ended badly, a
+    /// certificate that expires soon, a reload that failed.
     Warn = 2,
+    /// The session start and end lines; starting, stopping, reloads.
     Info = 3,
+    /// Details: each connection accepted, health checks.
     Debug = 4,
+    /// Everything.
     Trace = 5,
 }
 
@@ -28,7 +34,9 @@ pub enum nctls_log_level {
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum nctls_identity {
+    /// The client is the user left in the `user` buffer.
     Accept = 0,
+    /// Refuse the client.
     Refuse = 1,
 }
 
@@ -39,7 +47,9 @@ const _: () = assert!(NCTLS_USER_MAX == header::MAX_NAME);
 /// One DER certificate; valid only while the call that gave it runs.
 #[repr(C)]
 pub struct nctls_cert {
+    /// The certificate's DER bytes.
     pub der: *const u8,
+    /// How many bytes `der` holds.
     pub len: usize,
 }
 
@@ -49,6 +59,7 @@ pub struct nctls_cert {
 pub struct nctls_peer {
     /// The verified chain as the client sent it, end-entity certificate first.
     pub chain: *const nctls_cert,
+    /// How many certificates `chain` holds (at least 1).
     pub chain_len: usize,
     /// The client's address, `IP:port`.
     pub client: *const c_char,
@@ -72,6 +83,7 @@ pub struct nctls_session_info {
     pub sha256: *const c_char,
     /// TLS version and cipher suite, `-` if the handshake did not finish.
     pub tls: *const c_char,
+    /// How the session ended.
     pub reason: nctls_close_reason,
     /// The reason's token, then `: ` and its detail when it has one, e.g.
     /// `client-reset: Connection reset by peer (os error 104)`.
@@ -80,6 +92,7 @@ pub struct nctls_session_info {
     pub bytes_in: u64,
     /// Plaintext bytes backend -> client.
     pub bytes_out: u64,
+    /// How long the session lasted, in microseconds.
     pub duration_us: u64,
 }
 

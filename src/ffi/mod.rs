@@ -16,6 +16,7 @@
 //! `unsafe` here is the boundary itself: turning the caller's pointers and
 //! descriptors into references and owned sockets, and calling its callbacks.
 
+#![warn(missing_docs)]
 #![allow(non_camel_case_types)]
 #![allow(clippy::missing_safety_doc)]
 

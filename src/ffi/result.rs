@@ -9,6 +9,7 @@ use crate::ffi::boundary::guard_ptr;
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum nctls_result {
+    /// The call did what it says.
     Ok = 0,
     /// A required pointer argument was NULL.
     NullParameter = 8101,
