@@ -10,11 +10,11 @@
 //!   from the files they name.
 //! - [`daemon`]: the event loop that drives sessions over real sockets,
 //!   with admission, backend addresses, logging, signals and OS calls.
-//! - [`ffi`]: the C API (libnctls) over all of the above.
+//!
+//! The C API (libnctls) is the crate in `capi/`, over all of these.
 
 pub mod config;
 pub mod daemon;
-pub mod ffi;
 pub mod identity;
 pub mod relay;
 

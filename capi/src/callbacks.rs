@@ -6,10 +6,10 @@ use std::ffi::{c_char, c_int, c_void, CStr};
 
 use log::{Level, LevelFilter};
 
-use crate::daemon::hooks::{self, Hooks, IdentityRequest, LogSink, SessionEnd};
-use crate::ffi::reason::nctls_close_reason;
-use crate::ffi::strings::{c_text, text_ptr};
-use crate::identity::header;
+use crate::reason::nctls_close_reason;
+use crate::strings::{c_text, text_ptr};
+use nctls::daemon::hooks::{self, Hooks, IdentityRequest, LogSink, SessionEnd};
+use nctls::identity::header;
 
 /// Severity of a log line.
 #[repr(u32)]

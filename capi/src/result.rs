@@ -2,7 +2,7 @@
 
 use std::ffi::{c_char, CStr};
 
-use crate::ffi::boundary::guard_ptr;
+use crate::boundary::guard_ptr;
 
 /// What every fallible call returns. `NCTLS_RESULT_OK` is 0; errors have
 /// their own range (from 8100) so they never read as an errno value.

@@ -5,13 +5,11 @@
 use std::ffi::{c_char, CString};
 use std::sync::Arc;
 
-use crate::config::tls::{self, Loaded};
-use crate::config::{self, Config};
-use crate::ffi::boundary::{
-    arg, arg_mut, free, guard, guard_ptr, guard_void, into_c, output, text,
-};
-use crate::ffi::result::nctls_result;
-use crate::ffi::strings::c_text;
+use crate::boundary::{arg, arg_mut, free, guard, guard_ptr, guard_void, into_c, output, text};
+use crate::result::nctls_result;
+use crate::strings::c_text;
+use nctls::config::tls::{self, Loaded};
+use nctls::config::{self, Config};
 
 /// Settings, then their loaded form shared by the servers and connections
 /// made from them.

@@ -5,8 +5,8 @@
 
 use std::ffi::c_char;
 
-use crate::ffi::boundary::guard_ptr;
-use crate::relay::session::{EndKind, EndReason};
+use crate::boundary::guard_ptr;
+use nctls::relay::session::{EndKind, EndReason};
 
 /// How a session ended: the first event that began its end (README, "How a
 /// session ends" and "Session log lines"). The values are stable (an ABI);
@@ -114,7 +114,7 @@ mod tests {
     use std::ffi::CStr;
 
     use super::*;
-    use crate::ffi::result::tests::header_enum;
+    use crate::result::tests::header_enum;
 
     fn name(reason: u32) -> &'static str {
         // SAFETY: a static C string.

@@ -14,16 +14,16 @@ use std::time::Instant;
 
 use rustls::pki_types::CertificateDer;
 
-use crate::daemon::backend::{BackendStream, Dialer};
-use crate::daemon::conn::{header_for, BackendSource, Connection, Step};
-use crate::ffi::boundary::{
+use crate::boundary::{
     arg, free, guard, guard_ptr, guard_void, into_c, optional_output, output, text,
 };
-use crate::ffi::config::{nctls_config, Built};
-use crate::ffi::reason::nctls_close_reason;
-use crate::ffi::result::nctls_result;
-use crate::ffi::strings::{c_text, text_ptr};
-use crate::relay::session::Session;
+use crate::config::{nctls_config, Built};
+use crate::reason::nctls_close_reason;
+use crate::result::nctls_result;
+use crate::strings::{c_text, text_ptr};
+use nctls::daemon::backend::{BackendStream, Dialer};
+use nctls::daemon::conn::{header_for, BackendSource, Connection, Step};
+use nctls::relay::session::Session;
 
 use event_loop::{ConnStop, EventLoop, TOKENS};
 use socket::{check_client_fd, check_stream_socket, close, own_socket};

@@ -1,5 +1,9 @@
-//! The C API: `libnctls.so` / `libnctls.a`, declared in `include/nctls.h`,
-//! which cbindgen generates from these files (`make header`).
+//! libnctls, the C API: `libnctls.so` / `libnctls.a`, declared in
+//! `include/nctls.h`, which cbindgen generates from these files (`make
+//! header`). A crate of its own over the `nctls` crate, so that the core
+//! cannot depend on the C API (the compiler refuses the cycle); only `make
+//! lib` builds the libraries from it (`cargo rustc --crate-type`), with
+//! the unwinding `lib` profile.
 //!
 //! Conventions (after rustls-ffi): one prefix `nctls_`; opaque objects made
 //! by `*_new` and released by a NULL-safe `*_free`; every fallible call
@@ -37,3 +41,8 @@ pub mod config;
 pub mod server;
 
 pub mod conn;
+
+/// The test PKI, shared with the integration tests.
+#[cfg(test)]
+#[path = "../../tests/common/pki.rs"]
+mod test_pki;

@@ -8,15 +8,15 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{fence, AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use crate::daemon::hooks;
-use crate::daemon::server::{Server, Stopper};
-use crate::ffi::boundary::{arg, free, guard, guard_ptr, into_c, output};
-use crate::ffi::callbacks::{
+use crate::boundary::{arg, free, guard, guard_ptr, into_c, output};
+use crate::callbacks::{
     nctls_identity_callback, nctls_log_callback, nctls_session_end_callback, Callbacks, Userdata,
 };
-use crate::ffi::config::{nctls_config, Built};
-use crate::ffi::result::nctls_result;
-use crate::ffi::strings::c_text;
+use crate::config::{nctls_config, Built};
+use crate::result::nctls_result;
+use crate::strings::c_text;
+use nctls::daemon::hooks;
+use nctls::daemon::server::{Server, Stopper};
 
 // Where a server is in its life: made, bound, running, or run once and done.
 const NEW: u8 = 0;

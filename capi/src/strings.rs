@@ -3,7 +3,7 @@
 
 use std::ffi::{c_char, CString};
 
-use crate::ffi::boundary::guard_ptr;
+use crate::boundary::guard_ptr;
 
 /// The library's version and TLS stack, e.g. `nctls/0.1.0 rustls/0.23 ring`.
 /// A static string. Thread-safe.

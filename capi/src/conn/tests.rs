@@ -2,9 +2,7 @@
 //! the C tests cannot reach: failures of the connection's own poll.
 
 use super::*;
-use crate::ffi::config::{
-    nctls_config_free, nctls_config_load, nctls_config_new, nctls_config_set,
-};
+use crate::config::{nctls_config_free, nctls_config_load, nctls_config_new, nctls_config_set};
 use crate::test_pki as pki;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use std::io::{Read, Write};
@@ -111,9 +109,8 @@ fn break_epoll(epoll: RawFd) {
 
 fn reason_name(reason: nctls_close_reason) -> &'static str {
     // SAFETY: a static C string.
-    let name = unsafe {
-        std::ffi::CStr::from_ptr(crate::ffi::reason::nctls_close_reason_str(reason as u32))
-    };
+    let name =
+        unsafe { std::ffi::CStr::from_ptr(crate::reason::nctls_close_reason_str(reason as u32)) };
     name.to_str().unwrap()
 }
 

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use mio::{Events, Poll, Registry, Token, Waker};
 
-use crate::daemon::conn::{Connection, Step, Tokens};
-use crate::relay::session::Side;
+use nctls::daemon::conn::{Connection, Step, Tokens};
+use nctls::relay::session::Side;
 
 /// The connection's two sockets on its poll.
 pub(super) const TOKENS: Tokens = Tokens {

@@ -10,7 +10,7 @@ use std::ffi::{c_char, CStr};
 use std::mem::MaybeUninit;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::ffi::result::nctls_result;
+use crate::result::nctls_result;
 
 /// Runs the body of a fallible call: `Ok(())` is `NCTLS_RESULT_OK`,
 /// `Err(code)` that code, and a panic `NCTLS_RESULT_PANIC` instead of an

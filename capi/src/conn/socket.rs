@@ -18,7 +18,7 @@ pub(super) fn check_client_fd(fd: RawFd) -> Result<SocketAddr, &'static str> {
     let sock = ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(fd) });
     // One form per client (IPv4, not ::ffff:a.b.c.d), as in the daemon.
     sock.peer_addr()
-        .map(crate::identity::addr::canonical)
+        .map(nctls::identity::addr::canonical)
         .map_err(|_| "client_fd is not a connected TCP socket")
 }
 
