@@ -66,27 +66,28 @@ CARGO_FEATURES := $(if $(FEATURES),--features $(FEATURES))
 build:
 	$(CARGO) build --release --bin nctls --examples $(CARGO_FEATURES)
 
-# libnctls.so and libnctls.a: only here (Cargo.toml's library is an rlib),
-# each built alone so LTO applies, with the `lib` profile (panics unwind to
-# the C boundary). The soname carries the major version (libnctls.so.0), so
-# programs linked against it keep working across compatible updates. Copied
-# out at once: cargo reuses the output names.
+# libnctls.so and libnctls.a, from the C API crate (capi/, an rlib for
+# cargo): only here, each built alone so LTO applies, with the `lib` profile
+# (panics unwind to the C boundary). The soname carries the major version
+# (libnctls.so.0), so programs linked against it keep working across
+# compatible updates. Copied out at once under the library's name: cargo
+# names them after the crate (libnctls_capi) and reuses the output names.
 lib: $(DIST)/libnctls.a $(DIST)/libnctls.so.$(VERSION)
 
-LIB_SOURCES := Cargo.toml Cargo.lock $(shell find src -name '*.rs')
+LIB_SOURCES := Cargo.toml Cargo.lock capi/Cargo.toml $(shell find src capi/src -name '*.rs')
+CAPI := $(CARGO) rustc -p nctls-capi --profile $(LIB_PROFILE) --lib
 
 $(DIST)/libnctls.so.$(VERSION): $(LIB_SOURCES)
 	@mkdir -p $(DIST)
-	$(CARGO) rustc --profile $(LIB_PROFILE) --lib --crate-type cdylib -- \
-	    -C link-arg=-Wl,-soname,libnctls.so.$(MAJOR)
-	cp $(TARGET_DIR)/$(LIB_PROFILE)/libnctls.so $@
+	$(CAPI) --crate-type cdylib -- -C link-arg=-Wl,-soname,libnctls.so.$(MAJOR)
+	cp $(TARGET_DIR)/$(LIB_PROFILE)/libnctls_capi.so $@
 	ln -sf libnctls.so.$(VERSION) $(DIST)/libnctls.so.$(MAJOR)
 	ln -sf libnctls.so.$(MAJOR) $(DIST)/libnctls.so
 
 $(DIST)/libnctls.a: $(LIB_SOURCES)
 	@mkdir -p $(DIST)
-	$(CARGO) rustc --profile $(LIB_PROFILE) --lib --crate-type staticlib
-	cp $(TARGET_DIR)/$(LIB_PROFILE)/libnctls.a $@
+	$(CAPI) --crate-type staticlib
+	cp $(TARGET_DIR)/$(LIB_PROFILE)/libnctls_capi.a $@
 
 # nctls(8) and nctls.conf(5) from their scdoc sources (Debian: scdoc).
 SCDOC ?= scdoc
@@ -105,17 +106,17 @@ cbindgen:
 	@$(CBINDGEN) --version 2>/dev/null | grep -qx 'cbindgen $(CBINDGEN_VERSION)' || \
 	    $(CARGO) install cbindgen --version $(CBINDGEN_VERSION) --locked
 
-# Regenerates include/nctls.h from src/ffi/.
+# Regenerates include/nctls.h from the C API crate (capi/src/).
 header: cbindgen
-	$(CBINDGEN) --config cbindgen.toml --output include/nctls.h --quiet
+	$(CBINDGEN) --config cbindgen.toml --output include/nctls.h --quiet capi
 
 # Fails when the checked-in header differs from a fresh generation.
 check-header: cbindgen
 	@mkdir -p $(TARGET_DIR)
-	$(CBINDGEN) --config cbindgen.toml --output $(TARGET_DIR)/nctls.h.fresh --quiet
+	$(CBINDGEN) --config cbindgen.toml --output $(TARGET_DIR)/nctls.h.fresh --quiet capi
 	@diff -u include/nctls.h $(TARGET_DIR)/nctls.h.fresh || \
 	    { echo "include/nctls.h is out of date: run 'make header'" >&2; exit 1; }
-	@echo "header: include/nctls.h matches src/ffi/"
+	@echo "header: include/nctls.h matches capi/src/"
 
 # Every symbol the libraries export is declared in the header and vice versa.
 check-symbols: lib

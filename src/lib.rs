@@ -10,16 +10,13 @@
 //!   from the files they name.
 //! - [`daemon`]: the event loop that drives sessions over real sockets,
 //!   with admission, backend addresses, logging, signals and OS calls.
-//! - [`ffi`]: the C API (libnctls) over all of the above.
+//!
+//! The C API (libnctls) is the crate in `capi/`, over all of these.
 
 #![warn(missing_docs)]
 
 pub mod config;
 pub mod daemon;
-// The C API's Rust items are documented in the capi branch (the split of
-// src/ffi); it removes this allow, so the lint then covers the whole crate.
-#[allow(missing_docs)]
-pub mod ffi;
 pub mod identity;
 pub mod relay;
 

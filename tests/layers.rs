@@ -1,11 +1,13 @@
 //! The source tree's layers point one way: identity ← relay ← config ←
-//! daemon ← ffi (each may use only those before it). A `crate::LAYER` path
-//! in a layer's non-test code that names a later layer fails here, so the
-//! pure core never grows a dependency on sockets, configuration or the C API.
+//! daemon (each may use only those before it). A `crate::LAYER` path in a
+//! layer's non-test code that names a later layer fails here, so the pure
+//! core never grows a dependency on sockets or configuration. The C API
+//! comes after them all as a crate of its own (`capi/`, over this one): the
+//! compiler keeps the core from depending on it.
 
 use std::path::{Path, PathBuf};
 
-const LAYERS: &[&str] = &["identity", "relay", "config", "daemon", "ffi"];
+const LAYERS: &[&str] = &["identity", "relay", "config", "daemon"];
 
 /// The `.rs` files under `dir`, in subfolders too, except unit-test
 /// modules kept in files of their own (`tests.rs`, `tests/`).
@@ -73,7 +75,7 @@ fn a_back_arrow_is_found() {
     .unwrap();
     std::fs::write(
         dir.join("config/y.rs"),
-        "use crate::relay::session::Session;\n#[cfg(test)]\nmod tests {\n    use crate::ffi::x;\n}\n",
+        "use crate::relay::session::Session;\n#[cfg(test)]\nmod tests {\n    use crate::daemon::x;\n}\n",
     )
     .unwrap();
     let arrows = back_arrows(&dir);

@@ -44,7 +44,7 @@ use crate::identity::rules::Rule;
 use crate::relay::session::Limits;
 
 pub use help::{documented, usage, OptionDoc};
-pub(crate) use settings::{check_setting, from_pairs};
+pub use settings::{check_setting, from_pairs};
 pub use settings::{parse_args, Command};
 
 /// Everything the server needs, validated.

@@ -197,7 +197,7 @@ pub(super) fn layered<const N: usize>(sources: [Vec<Setting>; N]) -> Vec<Setting
 /// Checks one `name = value` setting on its own, as the C library's
 /// `nctls_config_set` does before storing it: the name must be an option
 /// and the value must parse. Errors read `name: why`.
-pub(crate) fn check_setting(name: &str, value: &str) -> Result<(), ConfigError> {
+pub fn check_setting(name: &str, value: &str) -> Result<(), ConfigError> {
     let setting = library_setting(name, value)?;
     if name == CONFIG {
         return read_file(value).map(drop);
@@ -207,7 +207,7 @@ pub(crate) fn check_setting(name: &str, value: &str) -> Result<(), ConfigError> 
 
 /// Builds a configuration from `name = value` pairs in order, with the same
 /// names, defaults and validation as the command line (the C library's path).
-pub(crate) fn from_pairs(pairs: &[(String, String)]) -> Result<Config, ConfigError> {
+pub fn from_pairs(pairs: &[(String, String)]) -> Result<Config, ConfigError> {
     let direct = pairs
         .iter()
         .map(|(name, value)| library_setting(name, value))

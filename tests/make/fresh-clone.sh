@@ -6,8 +6,9 @@
 #     ./target must be exactly as planted afterwards;
 #   - two `make install`s with two PREFIXes each ship a nctls.pc naming their
 #     own prefix, and the man pages;
-#   - `cargo build --release` makes no C library (only `make lib` may: its
-#     profile unwinds, so a panic becomes NCTLS_RESULT_PANIC).
+#   - `cargo build --release` makes no C library, neither libnctls nor the C
+#     API crate's libnctls_capi (only `make lib` may: its profile unwinds,
+#     so a panic becomes NCTLS_RESULT_PANIC).
 # The copy's build output is kept under cargo's target directory
 # (fresh-clone/out), so a repeated run rebuilds only what changed; the first
 # builds everything (release, LTO: a few minutes on 2 CPUs). The demo runs in
@@ -66,7 +67,7 @@ for prefix in /opt/nctls-one /opt/nctls-two; do
 done
 
 cargo build --release --quiet
-libs=$(find "$out/release" -maxdepth 1 -name 'libnctls.so*' -o -maxdepth 1 -name 'libnctls.a')
+libs=$(find "$out/release" -maxdepth 1 \( -name 'libnctls*.so*' -o -name 'libnctls*.a' \))
 [ -z "$libs" ] || fail "cargo build --release made C libraries: $libs"
 
 planted >"$stage/target.after"

@@ -40,7 +40,7 @@ mod ready;
 #[cfg(test)]
 mod tests;
 
-pub use end::EndReason;
+pub use end::{EndKind, EndReason};
 pub use ready::Readiness;
 
 /// A connected byte stream that can shut its write side (TCP, or a test pipe).

@@ -2,7 +2,7 @@
 //! the C tests cannot reach: failures of the connection's own poll.
 
 use super::*;
-use crate::ffi::{nctls_config_free, nctls_config_load, nctls_config_new, nctls_config_set};
+use crate::config::{nctls_config_free, nctls_config_load, nctls_config_new, nctls_config_set};
 use crate::test_pki as pki;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use std::io::{Read, Write};
@@ -95,11 +95,7 @@ fn accepted(
 /// The connection's epoll descriptor.
 fn epoll_fd(conn: *mut nctls_conn) -> RawFd {
     // SAFETY: a live connection, not in use by another thread.
-    unsafe { conn_mut(conn) }
-        .unwrap()
-        .event_loop
-        .poll
-        .as_raw_fd()
+    unsafe { shared(conn) }.unwrap().event_loop.epoll_fd()
 }
 
 /// Makes an epoll descriptor useless (/dev/null in its place), so every
@@ -112,7 +108,10 @@ fn break_epoll(epoll: RawFd) {
 }
 
 fn reason_name(reason: nctls_close_reason) -> &'static str {
-    crate::ffi::reason_str(reason as u32).trim_end_matches('\0')
+    // SAFETY: a static C string.
+    let name =
+        unsafe { std::ffi::CStr::from_ptr(crate::reason::nctls_close_reason_str(reason as u32)) };
+    name.to_str().unwrap()
 }
 
 /// An epoll failure is nctls's own, not the backend's: registering the
