@@ -1,7 +1,8 @@
 //! The config file (`--config FILE`): its syntax and every option read
 //! from it, as the daemon reads it (`config::parse_args`).
 //!
-//! Invariants: an error is one line starting with `FILE:LINE: `; a file
+//! Invariants: an error is one line (no control character) starting with
+//! `FILE:LINE: `; a file
 //! that loads prints (`--check`) as a config file that loads to the same
 //! configuration, which prints the same again.
 
@@ -30,7 +31,7 @@ pub fn run(data: &[u8]) {
             let (number, rest) = line.split_once(':').expect("FILE:LINE:");
             assert!(number.parse::<usize>().is_ok_and(|n| n > 0), "{why:?}");
             assert!(rest.starts_with(' '), "{why:?}");
-            assert!(!why.contains(['\n', '\r']), "one line: {why:?}");
+            assert!(!why.contains(char::is_control), "one line: {why:?}");
             return;
         }
     };

@@ -1,8 +1,8 @@
 //! PEM loading (`config::pem`) over arbitrary bytes, and what is read out of
 //! it: certificates, CRLs (and which is current), the private key.
 //!
-//! Invariants: errors are one line (they are printed after `FILE:LINE` or
-//! the option); certificates and CRLs found are exactly what writing them
+//! Invariants: errors are one line without control characters (they are
+//! printed after `FILE:LINE` or the option); certificates and CRLs found are exactly what writing them
 //! out as PEM again and reading that back finds.
 
 use nctls::config::crl::{self, Crl};
@@ -43,8 +43,10 @@ pub fn run(data: &[u8]) {
     }
 }
 
+/// An error is one line of text: no control character at all (a `\r`
+/// or an escape sequence would rewrite the line it is printed on).
 fn one_line(why: &str) {
-    assert!(!why.contains(['\n', '\r']), "one line: {why:?}");
+    assert!(!why.contains(char::is_control), "one line: {why:?}");
 }
 
 /// `ders` written as PEM blocks labelled `label`, parsed again.
