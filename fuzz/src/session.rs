@@ -926,13 +926,9 @@ impl<'a> Harness<'a> {
             "the session did not end within {END_EXPIRIES} expiries"
         );
 
-        // A cut client stream ends as a truncation (the backend gets a
-        // reset) unless nctls or the backend ended the session first and
-        // the backend no longer reads.
-        let reason = self
-            .session
-            .end_reason()
-            .expect("an ended session says why");
+        // A cut client stream gets the backend a reset, not a clean EOF,
+        // unless nctls ended the session first (nothing more went to the
+        // backend then) or the backend no longer reads.
         let backend_reads = self.backend_up && !self.b.reset && !self.b.gone;
         let ended_first = matches!(
             self.first_reason,
@@ -949,8 +945,9 @@ impl<'a> Harness<'a> {
         );
         if self.truncated() && backend_reads && !ended_first {
             assert!(
-                reason.is_truncation(),
-                "a cut client stream ends as {reason:?}: the backend, still reading, gets a clean EOF"
+                self.session.backend_needs_reset(),
+                "a cut client stream ({:?} first): the backend, still reading, gets a clean EOF",
+                self.first_reason
             );
         }
     }

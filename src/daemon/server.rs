@@ -817,10 +817,7 @@ impl Server {
         let _ = registry.deregister(&mut conn.client);
         let reason = conn.session.end_reason().cloned();
         if let Some(backend) = conn.backend.socket() {
-            backend.release(
-                registry,
-                reason.as_ref().is_some_and(EndReason::is_truncation),
-            );
+            backend.release(registry, conn.session.backend_needs_reset());
         }
         let (up, down) = conn.session.bytes();
         if conn.peer.is_none() {

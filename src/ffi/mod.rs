@@ -1244,10 +1244,7 @@ impl Conn {
             self.error = c_text(&reason.to_string());
         }
         if let Some(mut backend) = self.backend.take() {
-            backend.release(
-                self.poll.registry(),
-                reason.is_some_and(EndReason::is_truncation),
-            );
+            backend.release(self.poll.registry(), self.session.backend_needs_reset());
         }
         if let Some(mut client) = self.client.take() {
             let _ = self.poll.registry().deregister(&mut client);

@@ -228,6 +228,9 @@ pub struct Session {
     reason: Option<EndReason>,
     /// We decided to end (timeout, shutdown, refusal): the next deadline is final.
     forced: bool,
+    /// The client's stream was cut short while its bytes could still reach
+    /// the backend: see [`Session::backend_needs_reset`].
+    reset_backend: bool,
     started: Instant,
     phase_started: Instant,
     last_activity: Instant,
@@ -261,6 +264,7 @@ impl Session {
             client_spoke: false,
             reason: None,
             forced: false,
+            reset_backend: false,
             started: now,
             phase_started: now,
             last_activity: now,
@@ -480,6 +484,17 @@ impl Session {
         self.reason.as_ref()
     }
 
+    /// Whether the backend connection must be closed with a TCP reset
+    /// rather than a FIN (README, "How a session ends", row 3): the client's
+    /// stream was cut short (EOF or reset without close_notify, a TLS
+    /// error) while its bytes could still reach the backend. Also when
+    /// another event began the end, so [`EndReason::is_truncation`] of the
+    /// end reason alone does not say it: after the backend's EOF, say, the
+    /// backend may still be reading the client's bytes.
+    pub fn backend_needs_reset(&self) -> bool {
+        self.reset_backend
+    }
+
     pub fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
         self.tls.peer_certificates()
     }
@@ -519,6 +534,9 @@ impl Session {
     }
 
     fn end(&mut self, reason: EndReason) {
+        // Whichever event began the end: a backend that closed only its
+        // write side still reads, and must not take the cut stream as whole.
+        self.reset_backend |= reason.is_truncation() && matches!(self.up, Up::Open | Up::Draining);
         if self.reason.is_none() {
             self.reason = Some(reason);
         }
@@ -1481,6 +1499,46 @@ mod tests {
         rig.run();
         assert_eq!(rig.status, Status::Ended);
         assert_eq!(rig.reason(), EndReason::BackendClosed);
+    }
+
+    /// Found by the session fuzz target: a backend that closed only its
+    /// write side still reads the client's bytes, so a client that then
+    /// cuts its stream (here, bytes that are not TLS) must not leave it a
+    /// clean EOF, though the backend's close began the end.
+    #[test]
+    fn a_stream_cut_after_the_backend_closed_resets_it() {
+        for cut in ["eof", "garbage", "reset"] {
+            let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+            rig.b.eof = true;
+            rig.run();
+            assert!(rig.client_saw_close_notify);
+            rig.client_send(b"<rpc>");
+            rig.run();
+            assert_eq!(rig.b.output, b"<rpc>", "the backend still reads");
+            match cut {
+                "eof" => rig.c.eof = true,
+                "garbage" => rig.c.input.extend(b"\x17\x03\x03\x00\x05hello"),
+                _ => rig.session.client_reset("connection reset by peer".into()),
+            }
+            rig.run();
+            assert_eq!(rig.status, Status::Ended, "{cut}");
+            assert_eq!(
+                rig.reason(),
+                EndReason::BackendClosed,
+                "{cut}: the first event"
+            );
+            assert!(rig.session.backend_needs_reset(), "{cut}");
+            assert!(!rig.b.write_shut, "{cut}");
+        }
+        // The client's close_notify instead: a clean end, no reset.
+        let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+        rig.b.eof = true;
+        rig.run();
+        rig.client_close_notify();
+        rig.run();
+        assert_eq!(rig.status, Status::Ended);
+        assert!(!rig.session.backend_needs_reset());
+        assert!(rig.b.write_shut);
     }
 
     #[test]
