@@ -5,7 +5,7 @@
 //!
 //! In the new namespace there is no route, so a lookup fails at once and
 //! sends nothing; and interfaces named with the characters that break a
-//! header or an address (`;`, `[`, `]`, `"`, `<`, `&`, `'`, `%`) exist there,
+//! header or an address (`;`, `[`, `]`, `"`, `<`, `>`, `&`, `'`) exist there,
 //! so that scope ids 2 to 5 name them. Needs root (CAP_SYS_ADMIN) and
 //! iproute2; without them the targets skip the inputs that would query DNS
 //! and have only `lo`.
@@ -14,8 +14,9 @@ use std::cell::Cell;
 use std::process::{Command, Stdio};
 
 /// The interface names made, as veth pairs: each is at most 15 bytes, the
-/// kernel's limit, and free of `/`, `:` and whitespace, which it refuses.
-pub const HOSTILE_INTERFACES: [&str; 4] = ["n;x]", "n[y", "q\"<&'", "z%7"];
+/// kernel's limit, and free of `/`, `:` and whitespace, which it refuses,
+/// and of `%`, which makes a name a pattern.
+pub const HOSTILE_INTERFACES: [&str; 4] = ["n;x]", "n[y", "q\"<&'", "x>y"];
 
 thread_local! {
     static ISOLATED: Cell<Option<bool>> = const { Cell::new(None) };

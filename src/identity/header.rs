@@ -330,7 +330,7 @@ fn confd(
     let source = addr::canonical(source);
     Ok(format!(
         "{prefix}[{user_field};{}/{};{};{};{};{};{home};{};]\n",
-        ShowIp(source),
+        source_ip(source),
         source.port(),
         fields.proto,
         fields.uid,
@@ -368,7 +368,7 @@ const NCX_MAGIC: &str = "x56o8937ab17eg922z34rwhobskdbyswfehkpsqq3i55a0an960ccw2
 /// (only `ssh`) and port, and takes `address` as the client's bare IP.
 /// `user` has passed [`HeaderKind::check_user`].
 fn ncx(user: &str, source: SocketAddr, port: u16) -> Vec<u8> {
-    let address = ShowIp(addr::canonical(source));
+    let address = xml_escape(&source_ip(addr::canonical(source)));
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
          <ncx-connect xmlns=\"http://netconfcentral.org/ns/yuma-ncx\" version=\"1\" \
@@ -377,6 +377,21 @@ fn ncx(user: &str, source: SocketAddr, port: u16) -> Vec<u8> {
         xml_escape(user)
     )
     .into_bytes()
+}
+
+/// The client's IP as the headers' SOURCE shows it: an IPv6 zone by
+/// interface name, or by index when the name holds a character no header
+/// may carry raw (Linux refuses only `/`, `:` and whitespace in a name,
+/// so `;`, brackets and control characters are possible; XML's specials
+/// are escaped where needed).
+fn source_ip(source: SocketAddr) -> String {
+    let shown = ShowIp(source).to_string();
+    match source {
+        SocketAddr::V6(v6) if check_field(&shown).is_err() => {
+            format!("{}%{}", v6.ip(), v6.scope_id())
+        }
+        _ => shown,
+    }
 }
 
 /// Escapes the five XML special characters (safe in either quote style).
@@ -410,6 +425,59 @@ mod tests {
             h,
             b"[admin;192.0.2.7/40001;ssh;9000;100;;/var/confd/homes/admin;;]\n"
         );
+    }
+
+    /// Found by the header fuzz target: an interface named `n;x]` (Linux
+    /// allows it) put a `;` and a `]` into SOURCE, and `q"<&'` broke the
+    /// `<ncx-connect>` address attribute. Such a zone goes by index. The
+    /// interfaces are made in a network namespace of this test's thread
+    /// (root and iproute2, as the tests' other namespaces).
+    #[test]
+    fn zone_names_that_break_a_header_go_by_index() {
+        use std::net::SocketAddrV6;
+        // SAFETY: no pointers; only this thread moves to the new namespace.
+        assert_eq!(
+            unsafe { libc::unshare(libc::CLONE_NEWNET) },
+            0,
+            "needs root"
+        );
+        let made = std::process::Command::new("ip")
+            .args([
+                "link", "add", "n;x]", "type", "veth", "peer", "name", "q\"<&'",
+            ])
+            .status()
+            .expect("iproute2");
+        assert!(made.success());
+        let fields = HeaderFields::default();
+        let at = |name| {
+            let index = crate::identity::addr::interface_index(name).expect("made above");
+            SocketAddr::V6(SocketAddrV6::new("fe80::1".parse().unwrap(), 7, 0, index))
+        };
+        let header =
+            |kind, s| String::from_utf8(build(kind, "admin", s, &fields).unwrap()).unwrap();
+        let ncx = HeaderKind::Ncx { port: 830 };
+        // `;` and `]` go by index in every header.
+        let s = at("n;x]");
+        let index = crate::identity::addr::interface_index("n;x]").unwrap();
+        let h = header(HeaderKind::Confd, s);
+        assert!(
+            h.starts_with(&format!("[admin;fe80::1%{index}/7;ssh;")),
+            "{h}"
+        );
+        assert!(header(ncx, s).contains(&format!(" address=\"fe80::1%{index}\" ")));
+        // Quotes are fine in ConfD's line and escaped in netconfd's XML.
+        let s = at("q\"<&'");
+        let h = header(HeaderKind::Confd, s);
+        assert!(h.starts_with("[admin;fe80::1%q\"<&'/7;ssh;"), "{h}");
+        let h = header(ncx, s);
+        assert!(
+            h.contains(" address=\"fe80::1%q&quot;&lt;&amp;&apos;\" "),
+            "{h}"
+        );
+        // A name a header carries stays a name.
+        let lo = SocketAddr::V6(SocketAddrV6::new("fe80::1".parse().unwrap(), 7, 0, 1));
+        let h = build(HeaderKind::Confd, "admin", lo, &fields).unwrap();
+        assert!(h.starts_with(b"[admin;fe80::1%lo/7;"));
     }
 
     #[test]
