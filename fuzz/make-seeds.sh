@@ -105,7 +105,7 @@ client_eof() { bytes 6; }
 client_reset() { bytes 7 "$1"; }    # 1: the loop also sees the error event
 recv() { bytes 8 "$1"; }            # the client reads 64 * N (0: all)
 client_room() { bytes 9 "$1"; }     # 0: WouldBlock, 255: plenty, else 64 * N
-drop_wire() { bytes 10; }
+drop_wire() { bytes 10; }           # the client's TLS bytes not delivered are lost; EOF
 write_down() { bytes 11 "$1"; }     # 1 + 64 * N bytes from the backend
 backend_eof() { bytes 12; }
 backend_close() { bytes 13; }
@@ -149,7 +149,7 @@ session chain-small-records "setup 66 0 0; $relaying; write_up 255; write_down 2
 session slow-client "setup 0 3 0; $relaying; client_room 0; write_down 255; write_down 255; exchange; client_room 2; recv 3; client_room 255; exchange"
 session slow-backend "setup 0 0 0; $relaying; backend_room 0; write_up 255; write_up 255; exchange; backend_room 5; exchange; backend_room 255; exchange"
 session key-update "setup 0 0 0; $relaying; write_up 1; key_update; write_up 1; exchange"
-session records-cut "setup 0 0 0; $relaying; write_up 20; flush 3; flush 7; wake; drop_wire; client_eof; exchange"
+session records-cut "setup 0 0 0; $relaying; write_up 20; flush 3; flush 7; wake; drop_wire; exchange"
 session eager-cooperative "setup 144 0 0; write_down 3; exchange; admit; exchange; connect 0; write_up 3; close_notify; write_down 3; backend_eof"
 session connect-reset "setup 0 0 0; exchange; admit; connect 1; exchange; timer"
 

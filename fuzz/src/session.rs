@@ -453,12 +453,14 @@ impl<'a> Harness<'a> {
                 self.c.room = room(self.input.byte());
                 self.session.set_ready(Side::Client, false, self.c.room > 0);
             }
-            // The client's TLS bytes made but never delivered: lost with
-            // the connection (an EOF usually follows, mid-record).
+            // The connection ends with some of the client's TLS bytes
+            // never delivered (perhaps mid-record): lost with it.
             10 => {
                 self.pull_wire();
                 self.lost_wire |= !self.wire.is_empty();
                 self.wire.clear();
+                self.c.eof = true;
+                self.session.set_ready(Side::Client, true, false);
             }
             // Backend.
             11 => {
