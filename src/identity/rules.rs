@@ -309,12 +309,17 @@ impl Mapper {
                     continue;
                 }
             }
+            // A `specified` name may hold control characters.
+            let shown = || rule.to_string().escape_debug().to_string();
             match rule.derive(cert) {
                 Some(user) => match self.header.check_user(&user) {
                     Ok(()) => return Ok(user),
-                    Err(e) => why.push(format!("rule '{rule}' gave unusable name {user:?}: {e}")),
+                    Err(e) => why.push(format!(
+                        "rule '{}' gave unusable name {user:?}: {e}",
+                        shown()
+                    )),
                 },
-                None => why.push(format!("rule '{rule}' found no name")),
+                None => why.push(format!("rule '{}' found no name", shown())),
             }
         }
         if why.is_empty() {
@@ -457,6 +462,22 @@ mod tests {
             assert!(m.user_for(&[der(&ca.client(cn))]).is_err(), "{cn:?}");
         }
         assert!(m.user_for(&[]).is_err());
+    }
+
+    /// Found by the rules fuzz target: a `specified` name may hold control
+    /// characters (the header then refuses it), and the refusal quoted the
+    /// rule as it was: an escape sequence reached the reason the C API's
+    /// identity callback gets. Rules in reasons are shown escaped.
+    #[test]
+    fn refusal_reasons_show_rules_escaped() {
+        let ca = pki::Ca::new("CA");
+        let m = mapper(&["* specified a\u{1b}[2Jb"], &[&ca]);
+        let why = m.user_for(&[der(&ca.client("x"))]).unwrap_err();
+        assert!(!why.contains(char::is_control), "{why:?}");
+        assert!(
+            why.starts_with("rule '* specified a\\u{1b}[2Jb' gave"),
+            "{why}"
+        );
     }
 
     #[test]
