@@ -340,6 +340,10 @@ struct Harness<'a> {
     connect_failed: bool,
     connect_reset: bool,
     first_reason: Option<EndReason>,
+    /// A deadline is being acted on (the session's end, if it comes now,
+    /// is nctls's decision).
+    in_expiry: bool,
+    ended_by_deadline: bool,
 }
 
 impl<'a> Harness<'a> {
@@ -398,6 +402,8 @@ impl<'a> Harness<'a> {
             connect_failed: false,
             connect_reset: false,
             first_reason: None,
+            in_expiry: false,
+            ended_by_deadline: false,
         }
     }
 
@@ -515,9 +521,11 @@ impl<'a> Harness<'a> {
                     due || before == after,
                     "a deadline not reached changed the session"
                 );
+                self.in_expiry = due;
             }
         }
         self.drive();
+        self.in_expiry = false;
     }
 
     fn client_write(&mut self, len: usize) {
@@ -702,7 +710,9 @@ impl<'a> Harness<'a> {
                 }
                 _ => self.session.on_deadline(self.now),
             }
+            self.in_expiry = true;
             self.drive();
+            self.in_expiry = false;
         }
     }
 
@@ -726,7 +736,10 @@ impl<'a> Harness<'a> {
                     self.handshake_done = true;
                     self.identify();
                 }
-                Status::Ended => self.ended = true,
+                Status::Ended => {
+                    self.ended = true;
+                    self.ended_by_deadline = self.in_expiry;
+                }
                 Status::Continue => break,
             }
         }
@@ -930,7 +943,8 @@ impl<'a> Harness<'a> {
 
         // A cut client stream gets the backend a reset, not a clean EOF,
         // unless nctls ended the session first (nothing more went to the
-        // backend then) or the backend no longer reads.
+        // backend then), or a deadline ended it before the session read to
+        // the cut, or the backend no longer reads.
         let backend_reads = self.backend_up && !self.b.reset && !self.b.gone;
         let ended_first = matches!(
             self.first_reason,
@@ -945,7 +959,7 @@ impl<'a> Harness<'a> {
                     | EndReason::BackendReset(_)
             )
         );
-        if self.truncated() && backend_reads && !ended_first {
+        if self.truncated() && backend_reads && !ended_first && !self.ended_by_deadline {
             assert!(
                 self.session.backend_needs_reset(),
                 "a cut client stream ({:?} first): the backend, still reading, gets a clean EOF",
