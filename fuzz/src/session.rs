@@ -340,10 +340,6 @@ struct Harness<'a> {
     connect_failed: bool,
     connect_reset: bool,
     first_reason: Option<EndReason>,
-    /// A deadline is being acted on (the session's end, if it comes now,
-    /// is nctls's decision).
-    in_expiry: bool,
-    ended_by_deadline: bool,
 }
 
 impl<'a> Harness<'a> {
@@ -402,8 +398,6 @@ impl<'a> Harness<'a> {
             connect_failed: false,
             connect_reset: false,
             first_reason: None,
-            in_expiry: false,
-            ended_by_deadline: false,
         }
     }
 
@@ -521,11 +515,9 @@ impl<'a> Harness<'a> {
                     due || before == after,
                     "a deadline not reached changed the session"
                 );
-                self.in_expiry = due;
             }
         }
         self.drive();
-        self.in_expiry = false;
     }
 
     fn client_write(&mut self, len: usize) {
@@ -710,9 +702,7 @@ impl<'a> Harness<'a> {
                 }
                 _ => self.session.on_deadline(self.now),
             }
-            self.in_expiry = true;
             self.drive();
-            self.in_expiry = false;
         }
     }
 
@@ -736,10 +726,7 @@ impl<'a> Harness<'a> {
                     self.handshake_done = true;
                     self.identify();
                 }
-                Status::Ended => {
-                    self.ended = true;
-                    self.ended_by_deadline = self.in_expiry;
-                }
+                Status::Ended => self.ended = true,
                 Status::Continue => break,
             }
         }
@@ -942,24 +929,10 @@ impl<'a> Harness<'a> {
         );
 
         // A cut client stream gets the backend a reset, not a clean EOF,
-        // unless nctls ended the session first (nothing more went to the
-        // backend then), or a deadline ended it before the session read to
-        // the cut, or the backend no longer reads.
-        let backend_reads = self.backend_up && !self.b.reset && !self.b.gone;
-        let ended_first = matches!(
-            self.first_reason,
-            Some(
-                EndReason::Shutdown
-                    | EndReason::HandshakeTimeout
-                    | EndReason::ConnectTimeout
-                    | EndReason::IdleTimeout
-                    | EndReason::DrainTimeout
-                    | EndReason::Refused(_)
-                    | EndReason::BackendUnreachable(_)
-                    | EndReason::BackendReset(_)
-            )
-        );
-        if self.truncated() && backend_reads && !ended_first && !self.ended_by_deadline {
+        // unless nctls ended the session itself (a deadline, the shutdown,
+        // a refusal: nothing more goes to the backend from then on, and
+        // what went may end with a FIN) or the backend no longer reads.
+        if self.truncated() && self.backend_up && !self.nctls_ended() && !self.backend_broke() {
             assert!(
                 self.session.backend_needs_reset(),
                 "a cut client stream ({:?} first): the backend, still reading, gets a clean EOF",
@@ -968,13 +941,24 @@ impl<'a> Harness<'a> {
         }
     }
 
+    /// nctls began the end itself: a deadline, the shutdown, a refusal, no
+    /// backend to be had.
+    fn nctls_ended(&self) -> bool {
+        self.expired || self.shut_down || self.refused || self.gave_up || self.connect_failed
+    }
+
+    /// The backend connection failed or the backend closed its socket.
+    fn backend_broke(&self) -> bool {
+        self.b.reset || self.b.gone || self.connect_reset
+    }
+
     /// With every socket moving, everything that can arrive has arrived.
     fn check_cooperative(&self) {
         if !self.backend_up {
             return;
         }
-        let nctls_ended = self.shut_down || self.expired || self.refused;
-        let backend_broke = self.b.reset || self.b.gone || self.connect_reset;
+        let nctls_ended = self.nctls_ended();
+        let backend_broke = self.backend_broke();
         let client_broke = self.c.reset || self.reset_reported || self.client_failed;
         if self.truncated() && !nctls_ended && !backend_broke {
             assert!(
