@@ -324,6 +324,8 @@ struct Harness<'a> {
     /// How many real TLS bytes were delivered when the first bytes that
     /// are not the client's TLS were.
     garbage_at: Option<usize>,
+    /// Key updates the client sent since its last application data.
+    key_updates: u8,
     /// The loop reported an error on the client socket.
     reset_reported: bool,
     /// The rustls client failed (it got an alert).
@@ -386,6 +388,7 @@ impl<'a> Harness<'a> {
             sent_up: Vec::new(),
             close_notify: None,
             garbage_at: None,
+            key_updates: 0,
             reset_reported: false,
             client_failed: false,
             sent_down: Vec::new(),
@@ -416,8 +419,13 @@ impl<'a> Harness<'a> {
             }
             2 => self.client_close_notify(),
             3 => {
-                if let Some(client) = self.client.as_mut().filter(|_| !self.client_failed) {
-                    let _ = client.refresh_traffic_keys();
+                // rustls (as BoringSSL) refuses a 33rd key update request
+                // with no application data between: a client that does more
+                // misbehaves, and is refused, unexplored here.
+                if self.key_updates < 32 {
+                    if let Some(client) = self.client.as_mut().filter(|_| !self.client_failed) {
+                        self.key_updates += u8::from(client.refresh_traffic_keys().is_ok());
+                    }
                 }
             }
             // Bytes that are not the client's TLS: anything, or an alert
@@ -531,6 +539,7 @@ impl<'a> Harness<'a> {
         let data: Vec<u8> = (start..start + len).map(up_byte).collect();
         if client.writer().write_all(&data).is_ok() {
             self.sent_up.extend_from_slice(&data);
+            self.key_updates = 0;
         }
     }
 
