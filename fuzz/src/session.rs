@@ -15,22 +15,25 @@
 //! still open, the daemon's shutdown, and its deadlines must end it within
 //! a few expiries.
 //!
-//! Invariants, checked after every step:
+//! Invariants, after every step:
 //! - nothing reaches the backend before the handshake, the identity
 //!   decision and the backend connection; then the header, first;
 //! - client bytes reach the backend in order and exactly once, and backend
 //!   bytes reach the client in order and exactly once;
 //! - the backend sees a clean EOF only after the client's close_notify and
-//!   every byte before it; a client stream cut short (EOF or reset without
-//!   close_notify, bytes that are not TLS) never ends as a clean end while
-//!   the backend still reads;
+//!   every byte before it;
 //! - every end reason has its cause among the events, and a session that
 //!   ended stays ended; the client sees close_notify only from a session
-//!   that is ending, and no TLS error but an alert;
+//!   that is ending, and no TLS error but an alert.
+//!
+//! And at the end:
 //! - with every socket moving (the cooperative finish): backend bytes up to
 //!   its EOF all reach the client, then close_notify; client bytes up to its
 //!   close_notify all reach the backend, then EOF; a cut stream is noticed;
-//! - every session ends in bounded steps.
+//! - every session ends within a few deadline expiries;
+//! - a client stream cut short (EOF or reset without close_notify, bytes
+//!   that are not TLS) gets the backend a reset, not a clean EOF, unless
+//!   nctls began the end itself or the backend no longer reads.
 
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind, Read, Write};
@@ -88,6 +91,7 @@ struct Setup {
 
 /// The certificate the client presents.
 #[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
 enum Identity {
     /// `client`, issued by the CA.
     Client,
@@ -98,18 +102,21 @@ enum Identity {
     Untrusted,
 }
 
+/// Every [`Identity`], in the order of their numbers.
+const IDENTITIES: [Identity; 4] = [
+    Identity::Client,
+    Identity::Chain,
+    Identity::None,
+    Identity::Untrusted,
+];
+
 impl Setup {
     fn read(input: &mut Input) -> Setup {
         let (a, b, c) = (input.byte(), input.byte(), input.byte());
         let secs = |bits: u8| Duration::from_secs(1 + u64::from(bits & 3));
         Setup {
             tls12: a & 1 != 0,
-            identity: [
-                Identity::Client,
-                Identity::Chain,
-                Identity::None,
-                Identity::Untrusted,
-            ][usize::from(a >> 1 & 3)],
+            identity: IDENTITIES[usize::from(a >> 1 & 3)],
             eager_backend: a & 0x10 != 0,
             raw: a & 0x20 != 0,
             small_records: a & 0x40 != 0,
@@ -164,12 +171,7 @@ fn client_config(setup: &Setup) -> Arc<ClientConfig> {
     let configs = CONFIGS.get_or_init(|| {
         let mut all = Vec::new();
         for small in [false, true] {
-            for identity in [
-                Identity::Client,
-                Identity::Chain,
-                Identity::None,
-                Identity::Untrusted,
-            ] {
+            for identity in IDENTITIES {
                 for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
                     all.push(Arc::new(make_client_config(version, identity, small)));
                 }
