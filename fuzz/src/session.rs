@@ -443,7 +443,7 @@ impl<'a> Harness<'a> {
             }
             6 => {
                 self.c.eof = true;
-                self.session.set_ready(Side::Client, true, false);
+                self.ready(Side::Client, true, false);
             }
             7 => {
                 self.c.reset = true;
@@ -453,7 +453,7 @@ impl<'a> Harness<'a> {
                     let error = io::Error::from(ErrorKind::ConnectionReset);
                     self.session.client_socket_error(Ok(Some(error)));
                 }
-                self.session.set_ready(Side::Client, true, true);
+                self.ready(Side::Client, true, true);
             }
             8 => {
                 let n = usize::from(self.input.byte());
@@ -461,7 +461,7 @@ impl<'a> Harness<'a> {
             }
             9 => {
                 self.c.room = room(self.input.byte());
-                self.session.set_ready(Side::Client, false, self.c.room > 0);
+                self.ready(Side::Client, false, self.c.room > 0);
             }
             // The connection ends with some of the client's TLS bytes
             // never delivered (perhaps mid-record): lost with it.
@@ -470,7 +470,7 @@ impl<'a> Harness<'a> {
                 self.lost_wire |= !self.wire.is_empty();
                 self.wire.clear();
                 self.c.eof = true;
-                self.session.set_ready(Side::Client, true, false);
+                self.ready(Side::Client, true, false);
             }
             // Backend.
             11 => {
@@ -510,8 +510,8 @@ impl<'a> Harness<'a> {
                 self.session.shutdown(self.now);
             }
             19 => {
-                self.session.set_ready(Side::Client, true, true);
-                self.session.set_ready(Side::Backend, true, true);
+                self.ready(Side::Client, true, true);
+                self.ready(Side::Backend, true, true);
             }
             20 => self.exchange(),
             _ => {
@@ -586,7 +586,7 @@ impl<'a> Harness<'a> {
         self.c.input.extend(self.wire.drain(..n));
         self.delivered += n;
         if n > 0 {
-            self.session.set_ready(Side::Client, true, false);
+            self.ready(Side::Client, true, false);
         }
     }
 
@@ -596,7 +596,7 @@ impl<'a> Harness<'a> {
         }
         self.garbage_at.get_or_insert(self.delivered);
         self.c.input.extend(bytes);
-        self.session.set_ready(Side::Client, true, false);
+        self.ready(Side::Client, true, false);
     }
 
     /// The client reads up to `n` of the session's bytes.
@@ -649,10 +649,16 @@ impl<'a> Harness<'a> {
         self.backend_event(true, false);
     }
 
+    /// A readiness event for one socket, as the loop reports it: the one
+    /// place the target calls `Session::set_ready`.
+    fn ready(&mut self, side: Side, readable: bool, writable: bool) {
+        self.session.set_ready(side, readable, writable);
+    }
+
     /// Readiness of the backend socket, once the loop has one.
     fn backend_event(&mut self, readable: bool, writable: bool) {
         if self.backend_up || self.setup.eager_backend {
-            self.session.set_ready(Side::Backend, readable, writable);
+            self.ready(Side::Backend, readable, writable);
         }
     }
 
@@ -666,7 +672,7 @@ impl<'a> Harness<'a> {
                 self.dialing = None;
                 self.backend_up = true;
                 self.session.backend_connect_done(Ok(()), self.now);
-                self.session.set_ready(Side::Backend, false, true);
+                self.ready(Side::Backend, false, true);
             }
             1 => {
                 // Connected, then reset before the loop looked.
@@ -913,7 +919,7 @@ impl<'a> Harness<'a> {
         if self.setup.cooperative && !self.ended {
             self.c.room = usize::MAX;
             self.b.room = usize::MAX;
-            self.session.set_ready(Side::Client, true, true);
+            self.ready(Side::Client, true, true);
             self.backend_event(true, true);
             self.exchange();
             self.check_cooperative();

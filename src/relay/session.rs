@@ -485,14 +485,13 @@ impl Session {
     }
 
     /// Whether the backend connection must be closed with a TCP reset
-    /// rather than a FIN (README, "How a session ends", row 3): the client's
-    /// stream was cut short (EOF or reset without close_notify, a TLS
-    /// error) while its bytes could still reach the backend. Also when
-    /// another event began the end, so [`EndReason::is_truncation`] of the
-    /// end reason alone does not say it: after the backend's EOF, say, the
-    /// backend may still be reading the client's bytes.
+    /// rather than a FIN (README, "How a session ends", row 3): the end
+    /// reason is a truncation, or the client's stream was cut short (EOF or
+    /// reset without close_notify, a TLS error) while its bytes could still
+    /// reach the backend after another event began the end: after the
+    /// backend's EOF, say, the backend may still be reading them.
     pub fn backend_needs_reset(&self) -> bool {
-        self.reset_backend
+        self.reset_backend || self.reason.as_ref().is_some_and(EndReason::is_truncation)
     }
 
     pub fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
@@ -534,8 +533,8 @@ impl Session {
     }
 
     fn end(&mut self, reason: EndReason) {
-        // Whichever event began the end: a backend that closed only its
-        // write side still reads, and must not take the cut stream as whole.
+        // Whatever began the end: a backend that closed only its write side
+        // still reads, and must not take the cut stream as whole.
         self.reset_backend |= reason.is_truncation() && matches!(self.up, Up::Open | Up::Draining);
         if self.reason.is_none() {
             self.reason = Some(reason);
