@@ -53,7 +53,7 @@ C_PROGRAMS := tls-subsys embed test-api
 C_BINS := $(addprefix $(CBUILD)/,$(C_PROGRAMS)) $(addprefix $(CBUILD)/asan/,$(C_PROGRAMS))
 
 .PHONY: all build lib man header check-header cbindgen check-symbols c-examples c-test \
-	demo certs test fresh-clone-test lint install clean venv interop-clients bench bench-quick
+	demo certs test fresh-clone-test lint install clean venv interop-clients bench bench-quick fuzz
 
 all: build lib c-examples
 
@@ -216,6 +216,14 @@ install: build lib man
 	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/nctls.pc
 	install -m 644 $(TARGET_DIR)/man/nctls.8 $(DESTDIR)$(MANDIR)/man8/nctls.8
 	install -m 644 $(TARGET_DIR)/man/nctls.conf.5 $(DESTDIR)$(MANDIR)/man5/nctls.conf.5
+
+# Every cargo-fuzz target (fuzz/) for FUZZ_SECONDS each, on nightly with
+# cargo-fuzz (fuzz/README.md); prints executions, coverage and crashes. Not
+# part of `test`, which replays the committed inputs on stable (tests/fuzz.rs).
+FUZZ_SECONDS ?= 60
+
+fuzz:
+	fuzz/run.sh $(FUZZ_SECONDS)
 
 # Side by side with hitch, stunnel and socat (installed from Debian when
 # missing; needs root for that, two CPUs, ~15 minutes). Not part of `test`.

@@ -101,7 +101,7 @@ fn quoted(quote: char, text: &str) -> Result<(String, &str), String> {
                     'r' => '\r',
                     't' => '\t',
                     'u' => unicode_escape(&mut chars)?,
-                    other => return Err(unknown_escape(&other.to_string())),
+                    other => return Err(unknown_escape(&other.escape_debug().to_string())),
                 });
             }
             c => {
@@ -130,7 +130,10 @@ fn unicode_escape(chars: &mut std::str::CharIndices<'_>) -> Result<char, String>
     // Skip `{HEX}`: ASCII, one char per byte.
     chars.nth(hex.len() + 1);
     c.ok_or_else(|| {
-        format!("bad escape \\u{{{hex}}}: expected 1 to 6 hex digits naming a Unicode scalar value")
+        format!(
+            "bad escape \\u{{{}}}: expected 1 to 6 hex digits naming a Unicode scalar value",
+            hex.escape_debug()
+        )
     })
 }
 
@@ -295,6 +298,21 @@ mod tests {
             ("user = \"a\u{85}\"", "control character U+0085"),
         ] {
             let err = line(text).unwrap_err();
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+    }
+
+    /// Found by the config_file fuzz target: an escape's text went into
+    /// the error as it was, so `\` or `\u{` followed by a carriage return
+    /// made an error that rewrites its own line. Errors show it escaped.
+    #[test]
+    fn errors_show_control_characters_escaped() {
+        for (text, want) in [
+            ("user = \"\\\r\"", "unknown escape \\\\r ("),
+            ("user = \"\\u{fc\rx}\"", "bad escape \\u{fc\\rx}:"),
+        ] {
+            let err = line(text).unwrap_err();
+            assert!(!err.contains(char::is_control), "{err:?}");
             assert!(err.contains(want), "{text:?}: {err}");
         }
     }

@@ -216,14 +216,16 @@ impl Block {
     }
 }
 
-/// The label of a `-----BEGIN LABEL-----` (or END) line.
+/// The label of a `-----BEGIN LABEL-----` (or END) line: printable ASCII
+/// but `-`, and spaces (RFC 7468 §3), so errors can quote it as it is.
 fn marker(line: &[u8], which: &str) -> Option<String> {
     let rest = line.strip_prefix(b"-----")?;
     let rest = rest.strip_prefix(which.as_bytes())?;
     let rest = rest.strip_prefix(b" ")?;
     let label = rest.strip_suffix(b"-----")?;
-    let label = std::str::from_utf8(label).ok()?;
-    (!label.is_empty() && !label.contains('-')).then(|| label.to_string())
+    let label_char = |&b: &u8| b == b' ' || (b.is_ascii_graphic() && b != b'-');
+    let printable = !label.is_empty() && label.iter().all(label_char);
+    printable.then(|| String::from_utf8_lossy(label).into_owned())
 }
 
 /// `nctls fingerprint FILE`: every certificate in a PEM file, each line
@@ -344,6 +346,22 @@ mod tests {
             err.starts_with("line 1: the CERTIFICATE block is not valid PEM"),
             "{err}"
         );
+    }
+
+    /// A label is printable ASCII (RFC 7468 §3): a line with anything else
+    /// is no BEGIN or END line, so no error ever quotes a control character
+    /// (found by the pem fuzz target: `-----BEGIN \r-----`).
+    #[test]
+    fn labels_with_control_characters_are_not_markers() {
+        for text in [
+            &b"-----BEGIN \r-----"[..],
+            b"-----BEGIN A\x1b[2JB-----\n",
+            b"-----BEGIN A-----\n-----END A\rB-----\n",
+        ] {
+            let pem = Pem::parse(text);
+            let err = pem.and_then(|p| p.certificates()).unwrap_err();
+            assert!(!err.contains(|c: char| c.is_control()), "{err:?}");
+        }
     }
 
     #[test]

@@ -32,7 +32,7 @@ use crate::daemon::hooks::{debug, SessionEnd};
 use crate::daemon::sys;
 use crate::identity::header::{self, Accounts, HeaderKind};
 use crate::identity::rules::Peer;
-use crate::relay::session::{EndReason, Readiness, Session, Side, Status, Stream};
+use crate::relay::session::{Readiness, Session, Side, Status, Stream};
 
 impl Stream for TcpStream {
     fn shutdown_write(&mut self) -> io::Result<()> {
@@ -297,7 +297,7 @@ impl Connection {
     pub fn finish(mut self, registry: &Registry, now: Instant) -> SessionEnd {
         let _ = registry.deregister(&mut self.client);
         let reason = self.session.end_reason().cloned();
-        let truncated = reason.as_ref().is_some_and(EndReason::is_truncation);
+        let truncated = self.session.backend_needs_reset();
         if let Backend::Connecting(socket) | Backend::Connected(socket) = &mut self.backend {
             socket.release(registry, truncated);
         }
@@ -382,7 +382,7 @@ fn set_keepalive(client: &impl AsRawFd, idle: Option<Duration>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::relay::session::{Limits, Tls12Close};
+    use crate::relay::session::{EndReason, Limits, Tls12Close};
     use crate::test_pki as pki;
     use mio::net::UnixStream;
     use mio::{Events, Poll};

@@ -345,7 +345,7 @@ fn confd(
     let source = addr::canonical(source);
     Ok(format!(
         "{prefix}[{user_field};{}/{};{};{};{};{};{home};{};]\n",
-        ShowIp(source),
+        source_ip(source),
         source.port(),
         fields.proto,
         fields.uid,
@@ -383,7 +383,7 @@ const NCX_MAGIC: &str = "x56o8937ab17eg922z34rwhobskdbyswfehkpsqq3i55a0an960ccw2
 /// (only `ssh`) and port, and takes `address` as the client's bare IP.
 /// `user` has passed [`HeaderKind::check_user`].
 fn ncx(user: &str, source: SocketAddr, port: u16) -> Vec<u8> {
-    let address = ShowIp(addr::canonical(source));
+    let address = xml_escape(&source_ip(addr::canonical(source)));
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
          <ncx-connect xmlns=\"http://netconfcentral.org/ns/yuma-ncx\" version=\"1\" \
@@ -392,6 +392,21 @@ fn ncx(user: &str, source: SocketAddr, port: u16) -> Vec<u8> {
         xml_escape(user)
     )
     .into_bytes()
+}
+
+/// The client's IP as the headers' SOURCE shows it: an IPv6 zone by
+/// interface name, or by index when the name holds a character no header
+/// may carry raw (Linux refuses only `/`, `:` and whitespace in a name,
+/// so `;`, brackets and control characters are possible; XML's specials
+/// are escaped where needed).
+fn source_ip(source: SocketAddr) -> String {
+    let shown = ShowIp(source).to_string();
+    match source {
+        SocketAddr::V6(v6) if check_field(&shown).is_err() => {
+            format!("{}%{}", v6.ip(), v6.scope_id())
+        }
+        _ => shown,
+    }
 }
 
 /// Escapes the five XML special characters (safe in either quote style).

@@ -16,6 +16,58 @@ fn demo_defaults() {
     );
 }
 
+/// Found by the header fuzz target: an interface named `n;x]` (Linux
+/// allows it) put a `;` and a `]` into SOURCE, and `q"<&'` broke the
+/// `<ncx-connect>` address attribute. Such a zone goes by index. The
+/// interfaces are made in a network namespace of this test's thread
+/// (root and iproute2, as the tests' other namespaces).
+#[test]
+fn zone_names_that_break_a_header_go_by_index() {
+    use std::net::SocketAddrV6;
+    // SAFETY: no pointers; only this thread moves to the new namespace.
+    assert_eq!(
+        unsafe { libc::unshare(libc::CLONE_NEWNET) },
+        0,
+        "needs root"
+    );
+    let made = std::process::Command::new("ip")
+        .args([
+            "link", "add", "n;x]", "type", "veth", "peer", "name", "q\"<&'",
+        ])
+        .status()
+        .expect("iproute2");
+    assert!(made.success());
+    let fields = HeaderFields::default();
+    let at = |name| {
+        let index = crate::identity::addr::interface_index(name).expect("made above");
+        SocketAddr::V6(SocketAddrV6::new("fe80::1".parse().unwrap(), 7, 0, index))
+    };
+    let header = |kind, s| String::from_utf8(build(kind, "admin", s, &fields).unwrap()).unwrap();
+    let ncx = HeaderKind::Ncx { port: 830 };
+    // `;` and `]` go by index in every header.
+    let s = at("n;x]");
+    let index = crate::identity::addr::interface_index("n;x]").unwrap();
+    let h = header(HeaderKind::Confd, s);
+    assert!(
+        h.starts_with(&format!("[admin;fe80::1%{index}/7;ssh;")),
+        "{h}"
+    );
+    assert!(header(ncx, s).contains(&format!(" address=\"fe80::1%{index}\" ")));
+    // Quotes are fine in ConfD's line and escaped in netconfd's XML.
+    let s = at("q\"<&'");
+    let h = header(HeaderKind::Confd, s);
+    assert!(h.starts_with("[admin;fe80::1%q\"<&'/7;ssh;"), "{h}");
+    let h = header(ncx, s);
+    assert!(
+        h.contains(" address=\"fe80::1%q&quot;&lt;&amp;&apos;\" "),
+        "{h}"
+    );
+    // A name a header carries stays a name.
+    let lo = SocketAddr::V6(SocketAddrV6::new("fe80::1".parse().unwrap(), 7, 0, 1));
+    let h = build(HeaderKind::Confd, "admin", lo, &fields).unwrap();
+    assert!(h.starts_with(b"[admin;fe80::1%lo/7;"));
+}
+
 #[test]
 fn ipv6_source() {
     let s: SocketAddr = "[::1]:6000".parse().unwrap();

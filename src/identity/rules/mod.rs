@@ -325,12 +325,17 @@ impl Mapper {
                     continue;
                 }
             }
+            // A `specified` name may hold control characters.
+            let shown = || rule.to_string().escape_debug().to_string();
             match rule.derive(cert) {
                 Some(user) => match self.header.check_user(&user) {
                     Ok(()) => return Ok(user),
-                    Err(e) => why.push(format!("rule '{rule}' gave unusable name {user:?}: {e}")),
+                    Err(e) => why.push(format!(
+                        "rule '{}' gave unusable name {user:?}: {e}",
+                        shown()
+                    )),
                 },
-                None => why.push(format!("rule '{rule}' found no name")),
+                None => why.push(format!("rule '{}' found no name", shown())),
             }
         }
         if why.is_empty() {

@@ -46,6 +46,22 @@ fn unsafe_common_names_are_refused() {
     assert!(m.user_for(&[]).is_err());
 }
 
+/// Found by the rules fuzz target: a `specified` name may hold control
+/// characters (the header then refuses it), and the refusal quoted the
+/// rule as it was: an escape sequence reached the reason the C API's
+/// identity callback gets. Rules in reasons are shown escaped.
+#[test]
+fn refusal_reasons_show_rules_escaped() {
+    let ca = pki::Ca::new("CA");
+    let m = mapper(&["* specified a\u{1b}[2Jb"], &[&ca]);
+    let why = m.user_for(&[der(&ca.client("x"))]).unwrap_err();
+    assert!(!why.contains(char::is_control), "{why:?}");
+    assert!(
+        why.starts_with("rule '* specified a\\u{1b}[2Jb' gave"),
+        "{why}"
+    );
+}
+
 #[test]
 fn the_header_decides_which_names_are_usable() {
     let ca = pki::Ca::new("CA");

@@ -189,6 +189,9 @@ pub struct Session {
     client_spoke: bool,
     /// Set by the first event that began the end; `None` while fully open.
     reason: Option<EndReason>,
+    /// The client's stream was cut short while its bytes could still reach
+    /// the backend: see [`Session::backend_needs_reset`].
+    reset_backend: bool,
     started: Instant,
     phase_started: Instant,
     last_activity: Instant,
@@ -223,6 +226,7 @@ impl Session {
             presented: None,
             client_spoke: false,
             reason: None,
+            reset_backend: false,
             started: now,
             phase_started: now,
             last_activity: now,
@@ -438,12 +442,25 @@ impl Session {
         (self.bytes_up, self.bytes_down)
     }
 
+    /// Whether the backend connection must be closed with a TCP reset
+    /// rather than a FIN (README, "How a session ends", row 3): the end
+    /// reason is a truncation, or the client's stream was cut short (EOF or
+    /// reset without close_notify, a TLS error) while its bytes could still
+    /// reach the backend after another event began the end: after the
+    /// backend's EOF, say, the backend may still be reading them.
+    pub fn backend_needs_reset(&self) -> bool {
+        self.reset_backend || self.reason.as_ref().is_some_and(EndReason::is_truncation)
+    }
+
     /// When the session began: the `now` given to [`Session::new`].
     pub fn started(&self) -> Instant {
         self.started
     }
 
     fn end(&mut self, reason: EndReason) {
+        // Whatever began the end: a backend that closed only its write side
+        // still reads, and must not take the cut stream as whole.
+        self.reset_backend |= reason.is_truncation() && matches!(self.up, Up::Open | Up::Draining);
         if self.reason.is_none() {
             self.reason = Some(reason);
         }

@@ -161,6 +161,46 @@ fn row3_client_reset_reported_by_the_loop_ends_a_paused_session() {
     assert!(rig.reason().is_truncation());
 }
 
+/// Found by the session fuzz target: a backend that closed only its
+/// write side still reads the client's bytes, so a client that then
+/// cuts its stream (here, bytes that are not TLS) must not leave it a
+/// clean EOF, though the backend's close began the end.
+#[test]
+fn row3_a_stream_cut_after_the_backend_closed_resets_it() {
+    for cut in ["eof", "garbage", "reset"] {
+        let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+        rig.b.eof = true;
+        rig.run();
+        assert!(rig.client_saw_close_notify);
+        rig.client_send(b"<rpc>");
+        rig.run();
+        assert_eq!(rig.b.output, b"<rpc>", "the backend still reads");
+        match cut {
+            "eof" => rig.c.eof = true,
+            "garbage" => rig.c.input.extend(b"\x17\x03\x03\x00\x05hello"),
+            _ => rig.session.client_reset("connection reset by peer".into()),
+        }
+        rig.run();
+        assert_eq!(rig.status, Status::Ended, "{cut}");
+        assert_eq!(
+            rig.reason(),
+            EndReason::BackendClosed,
+            "{cut}: the first event"
+        );
+        assert!(rig.session.backend_needs_reset(), "{cut}");
+        assert!(!rig.b.write_shut, "{cut}");
+    }
+    // The client's close_notify instead: a clean end, no reset.
+    let mut rig = Rig::relaying(&rustls::version::TLS13, Tls12Close::Strict);
+    rig.b.eof = true;
+    rig.run();
+    rig.client_close_notify();
+    rig.run();
+    assert_eq!(rig.status, Status::Ended);
+    assert!(!rig.session.backend_needs_reset());
+    assert!(rig.b.write_shut);
+}
+
 #[test]
 fn row4_unreachable_backend_gets_close_notify() {
     let mut rig = Rig::tls13();
